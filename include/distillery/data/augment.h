@@ -1,0 +1,19 @@
+#pragma once
+// Batched augmentation: every operation works on a whole batch with tensor ops, never per image.
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace distillery::data {
+
+/// Translates each image of [B, C, H, W] by its own integer (dy, dx) from `shifts` [B, 2] int64,
+/// filling with zeros. |dy|, |dx| <= max_shift. Output has the input's shape.
+torch::Tensor shift_images(const torch::Tensor& images, const torch::Tensor& shifts, int64_t max_shift);
+
+/// Draws shifts [B, 2] uniformly from {-max_shift..max_shift}^2 (Hinton's jitter).
+torch::Tensor random_shifts(int64_t batch, int64_t max_shift, torch::Generator& generator);
+
+/// Index of a shift among the (2 * max_shift + 1)^2 possible ones: [B, 2] -> [B].
+torch::Tensor shift_ids(const torch::Tensor& shifts, int64_t max_shift);
+
+}  // namespace distillery::data

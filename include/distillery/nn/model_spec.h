@@ -1,0 +1,35 @@
+#pragma once
+// A model's architecture as data: built from a config, stored in every checkpoint, so that a
+// checkpoint alone is enough to rebuild its model.
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distillery/nn/classifier.h"
+
+namespace distillery::nn {
+
+struct ModelSpec {
+  std::string kind = "mlp";  // mlp | convnet
+  int64_t in_channels = 1;
+  int64_t image_size = 28;
+  int64_t num_classes = 10;
+  std::vector<int64_t> hidden = {1200, 1200};  // mlp: hidden layer sizes; convnet: [hidden]
+  std::vector<int64_t> channels = {32, 64};    // convnet only
+  double dropout_input = 0.0;
+  double dropout_hidden = 0.0;
+  double max_norm = 0.0;
+
+  nlohmann::json to_json() const;
+  /// `source` names where the JSON came from, for error messages.
+  static ModelSpec from_json(const nlohmann::json& json, const std::string& source);
+};
+
+std::shared_ptr<ClassifierImpl> make_model(const ModelSpec& spec);
+
+/// Number of trainable scalars.
+int64_t count_parameters(const torch::nn::Module& module);
+
+}  // namespace distillery::nn

@@ -1,0 +1,27 @@
+#pragma once
+// metrics.jsonl: one JSON object per line, appended and flushed as the run goes.
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace distillery::report {
+
+class MetricsWriter {
+ public:
+  explicit MetricsWriter(const std::string& path);
+  void write(const nlohmann::json& record);
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+/// Reads every record of a metrics.jsonl file (skipping a torn last line).
+std::vector<nlohmann::json> read_metrics(const std::string& path);
+
+/// Writes text to a file atomically (temporary file, then rename).
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace distillery::report

@@ -1,0 +1,24 @@
+#pragma once
+// Facts about the machine a run happens on, and a check that LibTorch has a fast BLAS.
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace distillery {
+
+/// Measured single-precision GEMM speed (GFLOP/s) on 512x512 products.
+double measure_gemm_gflops();
+
+/// Warns loudly (stderr) when matrix products run at reference-BLAS speed; returns the GFLOP/s.
+double check_blas_speed();
+
+/// CPU model, core count, LibTorch version and threads: recorded with every result.
+nlohmann::json machine_description();
+
+/// The git revision of the working tree, or "unknown".
+std::string git_revision();
+
+/// UTC time now, ISO 8601.
+std::string utc_now();
+
+}  // namespace distillery

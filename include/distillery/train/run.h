@@ -1,0 +1,43 @@
+#pragma once
+// A whole training run from a config: data, model, run folder, training, final evaluation.
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+
+#include "distillery/config.h"
+#include "distillery/data/dataset.h"
+#include "distillery/nn/classifier.h"
+#include "distillery/nn/model_spec.h"
+#include "distillery/train/trainer.h"
+
+namespace distillery::train {
+
+/// The data a config asks for: the training set (after limits, class filters and the validation
+/// split), the validation set (the held-out part, all classes) and the test set.
+struct RunData {
+  data::Dataset train, validation, test;
+};
+RunData load_run_data(const Config& config);
+
+nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like);
+
+/// run.dir/name, created, with the resolved config saved in it as config.yaml.
+std::string prepare_run_dir(const Config& config);
+
+struct RunOutcome {
+  std::string run_dir;
+  std::shared_ptr<nn::ClassifierImpl> model;
+  TrainResult train;
+  EvalResult test;
+  int64_t num_parameters = 0;
+};
+
+/// `distillery train`: trains the configured model and writes the run folder
+/// (config.yaml, metrics.jsonl, checkpoint.pt, result.json).
+RunOutcome run_training(const Config& config);
+
+/// Sets LibTorch's intra-op thread count from train.threads (0 keeps the default).
+void apply_thread_config(const Config& config);
+
+}  // namespace distillery::train

@@ -1,0 +1,77 @@
+#pragma once
+// The training loop shared by every kind of training in distillery: plain supervised training,
+// distillation and co-distillation differ only in their Objective.
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "distillery/config.h"
+#include "distillery/data/dataset.h"
+#include "distillery/nn/classifier.h"
+#include "distillery/nn/model_spec.h"
+#include "distillery/train/evaluate.h"
+
+namespace distillery::train {
+
+struct TrainOptions {
+  int64_t epochs = 10;
+  int64_t batch_size = 100;
+  std::string optimizer = "sgd";  // sgd | adam
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  std::string schedule = "cosine";  // constant | cosine | exponential
+  double lr_decay = 0.95;           // per epoch, exponential schedule
+  int64_t jitter = 0;               // random shifts of up to N pixels
+  uint64_t seed = 1;
+  int64_t checkpoint_every = 0;     // steps; 0: at each epoch end only
+  std::string run_dir;              // empty: no checkpoint, no metrics file
+  bool resume = true;               // continue from run_dir/checkpoint.pt when present
+  int64_t stop_after_step = 0;      // > 0: checkpoint and return once this step is reached
+  double log_every_seconds = 10.0;
+  std::string label = "train";
+};
+
+/// Reads train.* and data.jitter from a config.
+TrainOptions train_options_from_config(const Config& config);
+
+/// One training batch as the objective sees it: the images are already augmented, and
+/// `indices` (into the training set) and `shifts` [B, 2] say which image and which shift each is.
+struct Batch {
+  torch::Tensor images, labels, indices, shifts;
+};
+
+/// The loss of one batch given the model's logits on it.
+using Objective = std::function<torch::Tensor(const Batch& batch, const torch::Tensor& logits)>;
+
+/// Cross-entropy with the hard labels.
+torch::Tensor cross_entropy_objective(const Batch& batch, const torch::Tensor& logits);
+
+struct TrainResult {
+  int64_t steps = 0;
+  bool completed = false;  // false when stopped early by stop_after_step
+  double seconds = 0.0;
+  double samples_per_second = 0.0;
+  std::optional<EvalResult> final_eval;  // on eval_set, when given
+};
+
+/// Trains `model` on `train_set`. Each epoch's order is a function of (seed, epoch) and each
+/// step's jitter of (seed, step); dropout draws from the global generator, whose state is saved
+/// in the checkpoint: so a stopped and resumed run ends with exactly the same weights.
+/// With a run_dir, appends one record per epoch to run_dir/metrics.jsonl and keeps
+/// run_dir/checkpoint.pt up to date; `checkpoint_extra` is stored in it.
+TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
+                const data::Dataset* eval_set, const Objective& objective, const TrainOptions& options,
+                const nlohmann::json& checkpoint_extra = nlohmann::json::object());
+
+/// The learning rate at `step` of `total_steps`.
+double scheduled_lr(const TrainOptions& options, int64_t step, int64_t steps_per_epoch, int64_t total_steps);
+
+/// A 64-bit mix of two numbers, for deriving independent seeds.
+uint64_t mix_seed(uint64_t seed, uint64_t stream);
+
+}  // namespace distillery::train

@@ -1,0 +1,306 @@
+#include "distillery/config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+#include <sstream>
+
+#include "distillery/error.h"
+
+namespace distillery {
+namespace {
+
+enum class Kind { Int, Double, Bool, String, IntList, StringList };
+
+struct KeySpec {
+  const char* key;
+  Kind kind;
+  const char* default_value;  // YAML text
+  double min;
+  double max;
+  const char* choices;  // for String: "a|b|c" or "" for free text
+  const char* help;
+};
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The single schema of every config key.
+const std::vector<KeySpec>& schema() {
+  static const std::vector<KeySpec> keys = {
+      {"name", Kind::String, "run", 0, 0, "", "run name: the run folder is run.dir/name"},
+      {"run.dir", Kind::String, "runs", 0, 0, "", "folder that holds run folders"},
+      {"run.resume", Kind::Bool, "true", 0, 0, "", "resume from the run folder's checkpoint if there is one"},
+      {"run.log_every_seconds", Kind::Double, "10", 0, kInf, "", "interval of plain progress lines when not on a terminal"},
+      {"data.dataset", Kind::String, "mnist", 0, 0, "mnist|fashion-mnist", "dataset"},
+      {"data.dir", Kind::String, "\"\"", 0, 0, "", "data cache folder (default: $DISTILLERY_DATA, else data/)"},
+      {"data.train_limit", Kind::Int, "0", 0, kInf, "", "use only the first N training images (0: all)"},
+      {"data.test_limit", Kind::Int, "0", 0, kInf, "", "use only the first N test images (0: all)"},
+      {"data.validation", Kind::Int, "0", 0, kInf, "", "training images held out for validation (seeded)"},
+      {"data.keep_classes", Kind::IntList, "[]", 0, 9999, "", "train only on these classes (empty: all)"},
+      {"data.omit_classes", Kind::IntList, "[]", 0, 9999, "", "leave these classes out of training"},
+      {"data.jitter", Kind::Int, "0", 0, 16, "", "random shifts of up to N pixels on training batches"},
+      {"model.kind", Kind::String, "mlp", 0, 0, "mlp|convnet", "architecture"},
+      {"model.hidden", Kind::IntList, "[1200, 1200]", 1, 1e6, "", "hidden layer sizes (convnet: one fully connected size)"},
+      {"model.channels", Kind::IntList, "[32, 64]", 1, 1e5, "", "convnet channel counts"},
+      {"model.dropout_input", Kind::Double, "0", 0, 0.99, "", "dropout probability on inputs"},
+      {"model.dropout_hidden", Kind::Double, "0", 0, 0.99, "", "dropout probability on hidden units"},
+      {"model.max_norm", Kind::Double, "0", 0, kInf, "", "max L2 norm of each hidden unit's incoming weights (0: off)"},
+      {"train.epochs", Kind::Int, "10", 1, 1e6, "", "passes over the training set"},
+      {"train.batch_size", Kind::Int, "100", 1, 1e6, "", "examples per step"},
+      {"train.optimizer", Kind::String, "sgd", 0, 0, "sgd|adam", "optimizer"},
+      {"train.lr", Kind::Double, "0.1", 1e-12, 1e3, "", "learning rate"},
+      {"train.momentum", Kind::Double, "0.9", 0, 0.9999, "", "SGD momentum"},
+      {"train.weight_decay", Kind::Double, "0", 0, 1, "", "L2 weight decay"},
+      {"train.schedule", Kind::String, "cosine", 0, 0, "constant|cosine|exponential", "learning-rate schedule over the run"},
+      {"train.lr_decay", Kind::Double, "0.95", 1e-6, 1, "", "per-epoch factor of the exponential schedule"},
+      {"train.seed", Kind::Int, "1", 0, 9.0e15, "", "seed of initialisation, shuffling, jitter and dropout"},
+      {"train.checkpoint_every", Kind::Int, "0", 0, kInf, "", "also checkpoint every N steps (0: at each epoch end only)"},
+      {"train.threads", Kind::Int, "0", 0, 1024, "", "intra-op threads (0: LibTorch's default)"},
+      {"distill.teachers", Kind::StringList, "[]", 0, 0, "", "teacher checkpoints or TorchScript files (several: an ensemble)"},
+      {"distill.ensemble", Kind::String, "probs", 0, 0, "probs|logits", "how an ensemble combines its members"},
+      {"distill.temperature", Kind::Double, "20", 1e-6, 1e4, "", "softmax temperature T of the soft targets"},
+      {"distill.soft_weight", Kind::Double, "1", 0, 1e6, "", "weight of the soft-target term (already scaled by T^2)"},
+      {"distill.hard_weight", Kind::Double, "0", 0, 1e6, "", "weight of the hard-label term at T = 1 (0: no labels)"},
+      {"distill.cache", Kind::Bool, "true", 0, 0, "", "cache teacher outputs per (image, shift)"},
+      {"distill.adjust_bias", Kind::Bool, "true", 0, 0, "", "shift the output bias of classes missing from the transfer set, chosen on validation"},
+  };
+  return keys;
+}
+
+const KeySpec* find_spec(const std::string& key) {
+  for (const auto& spec : schema()) {
+    if (key == spec.key) return &spec;
+  }
+  return nullptr;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::Int: return "integer";
+    case Kind::Double: return "number";
+    case Kind::Bool: return "true/false";
+    case Kind::String: return "text";
+    case Kind::IntList: return "list of integers";
+    case Kind::StringList: return "list of text";
+  }
+  return "?";
+}
+
+std::string show(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  return out.c_str();
+}
+
+void check_number(const KeySpec& spec, double number, const std::string& source) {
+  if (number < spec.min || number > spec.max) {
+    throw InputError(fmt::format("{}: {} = {} is out of range [{}, {}]", source, spec.key, number, spec.min, spec.max));
+  }
+}
+
+// Checks one value against its key's type and range; throws InputError naming the key.
+void validate(const KeySpec& spec, const YAML::Node& node, const std::string& source) {
+  auto wrong_type = [&]() {
+    return InputError(fmt::format("{}: {} must be a {}, got '{}'", source, spec.key, kind_name(spec.kind), show(node)));
+  };
+  try {
+    switch (spec.kind) {
+      case Kind::Int: {
+        if (!node.IsScalar()) throw wrong_type();
+        int64_t v;
+        if (!YAML::convert<int64_t>::decode(node, v)) throw wrong_type();
+        check_number(spec, static_cast<double>(v), source);
+        break;
+      }
+      case Kind::Double: {
+        if (!node.IsScalar()) throw wrong_type();
+        double v;
+        if (!YAML::convert<double>::decode(node, v)) throw wrong_type();
+        check_number(spec, v, source);
+        break;
+      }
+      case Kind::Bool: {
+        bool v;
+        if (!node.IsScalar() || !YAML::convert<bool>::decode(node, v)) throw wrong_type();
+        break;
+      }
+      case Kind::String: {
+        if (!node.IsScalar()) throw wrong_type();
+        const std::string choices = spec.choices;
+        if (!choices.empty()) {
+          const std::string v = node.as<std::string>();
+          std::stringstream split(choices);
+          std::string choice;
+          bool ok = false;
+          while (std::getline(split, choice, '|')) ok = ok || choice == v;
+          if (!ok) throw InputError(fmt::format("{}: {} = '{}' is not one of {}", source, spec.key, v, choices));
+        }
+        break;
+      }
+      case Kind::IntList: {
+        if (!node.IsSequence()) throw wrong_type();
+        for (const auto& item : node) {
+          int64_t v;
+          if (!item.IsScalar() || !YAML::convert<int64_t>::decode(item, v)) throw wrong_type();
+          check_number(spec, static_cast<double>(v), source);
+        }
+        break;
+      }
+      case Kind::StringList: {
+        if (!node.IsSequence()) throw wrong_type();
+        for (const auto& item : node) {
+          if (!item.IsScalar()) throw wrong_type();
+        }
+        break;
+      }
+    }
+  } catch (const YAML::Exception&) {
+    throw wrong_type();
+  }
+}
+
+void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::pair<std::string, YAML::Node>>* out) {
+  for (const auto& item : node) {
+    const std::string key = prefix.empty() ? item.first.as<std::string>() : prefix + "." + item.first.as<std::string>();
+    if (item.second.IsMap() && !find_spec(key)) {
+      flatten(item.second, key, out);
+    } else {
+      out->emplace_back(key, item.second);
+    }
+  }
+}
+
+}  // namespace
+
+std::string nearest_config_key(const std::string& key) {
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const auto& spec : schema()) {
+    const size_t d = edit_distance(key, spec.key);
+    if (d < best_distance) best_distance = d, best = spec.key;
+  }
+  return best;
+}
+
+Config Config::load(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw InputError(path + ": cannot open config file");
+  } catch (const YAML::Exception& e) {
+    throw InputError(fmt::format("{}: invalid YAML at line {}: {}", path, e.mark.line + 1, e.msg));
+  }
+  Config config;
+  if (root.IsNull()) return config;
+  if (!root.IsMap()) throw InputError(path + ": a config must be a YAML mapping of keys to values");
+  std::vector<std::pair<std::string, YAML::Node>> entries;
+  flatten(root, "", &entries);
+  for (const auto& [key, value] : entries) config.assign(key, value, path);
+  return config;
+}
+
+Config Config::parse(const std::string& text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(fmt::format("{}: invalid YAML at line {}: {}", source, e.mark.line + 1, e.msg));
+  }
+  Config config;
+  if (root.IsNull()) return config;
+  if (!root.IsMap()) throw InputError(source + ": a config must be a YAML mapping of keys to values");
+  std::vector<std::pair<std::string, YAML::Node>> entries;
+  flatten(root, "", &entries);
+  for (const auto& [key, value] : entries) config.assign(key, value, source);
+  return config;
+}
+
+void Config::assign(const std::string& key, const YAML::Node& value, const std::string& source) {
+  const KeySpec* spec = find_spec(key);
+  if (!spec) {
+    throw InputError(fmt::format("{}: unknown config key '{}' (did you mean '{}'?)", source, key, nearest_config_key(key)));
+  }
+  validate(*spec, value, source);
+  values_[key] = YAML::Clone(value);
+}
+
+void Config::set(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw InputError("--set '" + assignment + "': expected key=value, for example train.lr=0.05");
+  }
+  set(assignment.substr(0, eq), assignment.substr(eq + 1));
+}
+
+void Config::set(const std::string& key, const std::string& value) {
+  YAML::Node node;
+  try {
+    node = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    throw InputError(fmt::format("--set {}={}: value is not valid YAML: {}", key, value, e.msg));
+  }
+  assign(key, node, "--set");
+}
+
+YAML::Node Config::value(const std::string& key) const {
+  const KeySpec* spec = find_spec(key);
+  if (!spec) throw std::logic_error("config key not in schema: " + key);
+  auto it = values_.find(key);
+  return it != values_.end() ? it->second : YAML::Load(spec->default_value);
+}
+
+int64_t Config::get_int(const std::string& key) const { return value(key).as<int64_t>(); }
+double Config::get_double(const std::string& key) const { return value(key).as<double>(); }
+bool Config::get_bool(const std::string& key) const { return value(key).as<bool>(); }
+std::string Config::get_string(const std::string& key) const { return value(key).as<std::string>(); }
+std::vector<int64_t> Config::get_int_list(const std::string& key) const {
+  return value(key).as<std::vector<int64_t>>();
+}
+std::vector<std::string> Config::get_string_list(const std::string& key) const {
+  return value(key).as<std::vector<std::string>>();
+}
+
+std::string Config::to_yaml() const {
+  YAML::Node root(YAML::NodeType::Map);
+  for (const auto& spec : schema()) {
+    const std::string key = spec.key;
+    const auto dot = key.find('.');
+    if (dot == std::string::npos) {
+      root[key] = value(key);
+    } else {
+      root[key.substr(0, dot)][key.substr(dot + 1)] = value(key);
+    }
+  }
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string Config::describe_keys() {
+  std::string text;
+  for (const auto& spec : schema()) {
+    std::string type = kind_name(spec.kind);
+    if (*spec.choices) type = spec.choices;
+    text += fmt::format("  {:<24} {:<16} default {:<14} {}\n", spec.key, type, spec.default_value, spec.help);
+  }
+  return text;
+}
+
+}  // namespace distillery

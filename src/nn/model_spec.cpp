@@ -1,0 +1,64 @@
+#include "distillery/nn/model_spec.h"
+
+#include "distillery/error.h"
+#include "distillery/nn/convnet.h"
+#include "distillery/nn/mlp.h"
+
+namespace distillery::nn {
+
+nlohmann::json ModelSpec::to_json() const {
+  return {{"kind", kind},         {"in_channels", in_channels},     {"image_size", image_size},
+          {"num_classes", num_classes}, {"hidden", hidden},         {"channels", channels},
+          {"dropout_input", dropout_input}, {"dropout_hidden", dropout_hidden}, {"max_norm", max_norm}};
+}
+
+ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& source) {
+  ModelSpec spec;
+  try {
+    spec.kind = json.at("kind").get<std::string>();
+    spec.in_channels = json.at("in_channels").get<int64_t>();
+    spec.image_size = json.at("image_size").get<int64_t>();
+    spec.num_classes = json.at("num_classes").get<int64_t>();
+    spec.hidden = json.at("hidden").get<std::vector<int64_t>>();
+    spec.channels = json.at("channels").get<std::vector<int64_t>>();
+    spec.dropout_input = json.at("dropout_input").get<double>();
+    spec.dropout_hidden = json.at("dropout_hidden").get<double>();
+    spec.max_norm = json.at("max_norm").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(source + ": bad model description: " + e.what());
+  }
+  return spec;
+}
+
+std::shared_ptr<ClassifierImpl> make_model(const ModelSpec& spec) {
+  if (spec.kind == "mlp") {
+    return std::make_shared<MLPImpl>(MLPOptions()
+                                         .in_features(spec.in_channels * spec.image_size * spec.image_size)
+                                         .hidden(spec.hidden)
+                                         .num_classes(spec.num_classes)
+                                         .dropout_input(spec.dropout_input)
+                                         .dropout_hidden(spec.dropout_hidden)
+                                         .max_norm(spec.max_norm));
+  }
+  if (spec.kind == "convnet") {
+    if (spec.channels.size() != 2) throw InputError("model.channels: a convnet needs exactly 2 values");
+    if (spec.hidden.size() != 1) throw InputError("model.hidden: a convnet needs exactly 1 value");
+    return std::make_shared<ConvNetImpl>(ConvNetOptions()
+                                             .in_channels(spec.in_channels)
+                                             .image_size(spec.image_size)
+                                             .channels1(spec.channels[0])
+                                             .channels2(spec.channels[1])
+                                             .hidden(spec.hidden[0])
+                                             .num_classes(spec.num_classes)
+                                             .dropout(spec.dropout_hidden));
+  }
+  throw InputError("model.kind: unknown model '" + spec.kind + "' (known: mlp, convnet)");
+}
+
+int64_t count_parameters(const torch::nn::Module& module) {
+  int64_t total = 0;
+  for (const auto& p : module.parameters()) total += p.numel();
+  return total;
+}
+
+}  // namespace distillery::nn

@@ -1,0 +1,54 @@
+#include "distillery/report/metrics.h"
+
+#include <filesystem>
+
+#include "distillery/error.h"
+
+namespace distillery::report {
+
+MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  out_.open(path, std::ios::app);
+  if (!out_) throw std::runtime_error(path + ": cannot open metrics file for writing");
+}
+
+void MetricsWriter::write(const nlohmann::json& record) {
+  out_ << record.dump() << '\n';
+  out_.flush();
+  if (!out_) throw std::runtime_error(path_ + ": cannot write metrics (disk full?)");
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot open metrics file");
+  std::vector<nlohmann::json> records;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      records.push_back(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception&) {
+      // A run killed mid-write leaves at most a torn last line.
+    }
+  }
+  return records;
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) {
+      std::filesystem::remove(tmp);
+      throw std::runtime_error(path + ": cannot write file (disk full or folder not writable?)");
+    }
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace distillery::report

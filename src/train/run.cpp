@@ -1,0 +1,83 @@
+#include "distillery/train/run.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "distillery/error.h"
+#include "distillery/report/metrics.h"
+
+namespace distillery::train {
+
+RunData load_run_data(const Config& config) {
+  const std::string dataset = config.get_string("data.dataset");
+  const std::string data_dir = data::resolve_data_dir(config.get_string("data.dir"));
+  auto full_train = data::load_dataset(dataset, "train", data_dir).head(config.get_int("data.train_limit"));
+  RunData run_data;
+  run_data.test = data::load_dataset(dataset, "test", data_dir).head(config.get_int("data.test_limit"));
+  std::tie(run_data.train, run_data.validation) =
+      data::split_validation(full_train, config.get_int("data.validation"), mix_seed(config.get_int("train.seed"), 7));
+  const auto keep = config.get_int_list("data.keep_classes");
+  const auto omit = config.get_int_list("data.omit_classes");
+  if (!keep.empty()) run_data.train = data::keep_classes(run_data.train, keep);
+  if (!omit.empty()) run_data.train = data::omit_classes(run_data.train, omit);
+  if (run_data.train.size() == 0) {
+    throw InputError("data.keep_classes / data.omit_classes leave no training images");
+  }
+  return run_data;
+}
+
+nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like) {
+  nn::ModelSpec spec;
+  spec.kind = config.get_string("model.kind");
+  spec.in_channels = like.images.size(1);
+  spec.image_size = like.images.size(2);
+  spec.num_classes = 10;
+  spec.hidden = config.get_int_list("model.hidden");
+  spec.channels = config.get_int_list("model.channels");
+  spec.dropout_input = config.get_double("model.dropout_input");
+  spec.dropout_hidden = config.get_double("model.dropout_hidden");
+  spec.max_norm = config.get_double("model.max_norm");
+  return spec;
+}
+
+std::string prepare_run_dir(const Config& config) {
+  const std::string dir = config.get_string("run.dir") + "/" + config.get_string("name");
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) throw InputError(dir + ": cannot create run folder: " + error.message());
+  report::write_file_atomic(dir + "/config.yaml", config.to_yaml());
+  return dir;
+}
+
+void apply_thread_config(const Config& config) {
+  if (const auto threads = config.get_int("train.threads"); threads > 0) torch::set_num_threads(threads);
+}
+
+RunOutcome run_training(const Config& config) {
+  apply_thread_config(config);
+  const auto run_data = load_run_data(config);
+  RunOutcome outcome;
+  outcome.run_dir = prepare_run_dir(config);
+  const auto spec = model_spec_from_config(config, run_data.train);
+  torch::manual_seed(config.get_int("train.seed"));
+  outcome.model = nn::make_model(spec);
+  outcome.num_parameters = nn::count_parameters(*outcome.model);
+  auto options = train_options_from_config(config);
+  options.run_dir = outcome.run_dir;
+  options.label = config.get_string("name");
+  spdlog::info("{}: {} ({} parameters) on {} training images, {} epochs", options.label, spec.kind,
+               outcome.num_parameters, run_data.train.size(), options.epochs);
+  outcome.train = fit(*outcome.model, spec, run_data.train, &run_data.test, cross_entropy_objective, options);
+  outcome.test = outcome.train.final_eval.value_or(evaluate(*outcome.model, run_data.test));
+  nlohmann::json result = {{"name", options.label},
+                           {"test", outcome.test.to_json()},
+                           {"steps", outcome.train.steps},
+                           {"seconds", outcome.train.seconds},
+                           {"samples_per_second", outcome.train.samples_per_second},
+                           {"parameters", outcome.num_parameters}};
+  report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
+  return outcome;
+}
+
+}  // namespace distillery::train

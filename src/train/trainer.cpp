@@ -1,0 +1,175 @@
+#include "distillery/train/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "distillery/data/augment.h"
+#include "distillery/error.h"
+#include "distillery/report/metrics.h"
+#include "distillery/report/progress.h"
+#include "distillery/train/checkpoint.h"
+
+namespace distillery::train {
+
+TrainOptions train_options_from_config(const Config& config) {
+  TrainOptions options;
+  options.epochs = config.get_int("train.epochs");
+  options.batch_size = config.get_int("train.batch_size");
+  options.optimizer = config.get_string("train.optimizer");
+  options.lr = config.get_double("train.lr");
+  options.momentum = config.get_double("train.momentum");
+  options.weight_decay = config.get_double("train.weight_decay");
+  options.schedule = config.get_string("train.schedule");
+  options.lr_decay = config.get_double("train.lr_decay");
+  options.jitter = config.get_int("data.jitter");
+  options.seed = static_cast<uint64_t>(config.get_int("train.seed"));
+  options.checkpoint_every = config.get_int("train.checkpoint_every");
+  options.resume = config.get_bool("run.resume");
+  options.log_every_seconds = config.get_double("run.log_every_seconds");
+  return options;
+}
+
+torch::Tensor cross_entropy_objective(const Batch& batch, const torch::Tensor& logits) {
+  return torch::nn::functional::cross_entropy(logits, batch.labels);
+}
+
+uint64_t mix_seed(uint64_t seed, uint64_t stream) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (stream + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+double scheduled_lr(const TrainOptions& options, int64_t step, int64_t steps_per_epoch, int64_t total_steps) {
+  if (options.schedule == "cosine") {
+    return options.lr * 0.5 * (1.0 + std::cos(M_PI * double(step) / double(std::max<int64_t>(total_steps, 1))));
+  }
+  if (options.schedule == "exponential") return options.lr * std::pow(options.lr_decay, double(step / steps_per_epoch));
+  return options.lr;
+}
+
+namespace {
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(nn::ClassifierImpl& model, const TrainOptions& options) {
+  if (options.optimizer == "adam") {
+    return std::make_unique<torch::optim::Adam>(model.parameters(),
+                                                torch::optim::AdamOptions(options.lr).weight_decay(options.weight_decay));
+  }
+  if (options.optimizer == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        model.parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum).weight_decay(options.weight_decay));
+  }
+  throw InputError("train.optimizer: unknown optimizer '" + options.optimizer + "' (known: sgd, adam)");
+}
+
+}  // namespace
+
+TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
+                const data::Dataset* eval_set, const Objective& objective, const TrainOptions& options,
+                const nlohmann::json& checkpoint_extra) {
+  if (train_set.size() == 0) throw InputError("training set is empty (check data.keep_classes / data.omit_classes)");
+  const int64_t n = train_set.size();
+  const int64_t steps_per_epoch = (n + options.batch_size - 1) / options.batch_size;
+  const int64_t total_steps = steps_per_epoch * options.epochs;
+  auto optimizer = make_optimizer(model, options);
+
+  const std::string checkpoint_path = options.run_dir.empty() ? "" : options.run_dir + "/checkpoint.pt";
+  std::unique_ptr<report::MetricsWriter> metrics;
+  if (!options.run_dir.empty()) metrics = std::make_unique<report::MetricsWriter>(options.run_dir + "/metrics.jsonl");
+
+  int64_t step = 0;
+  if (!checkpoint_path.empty() && options.resume && std::filesystem::exists(checkpoint_path)) {
+    step = load_checkpoint_into(checkpoint_path, model, optimizer.get()).step;
+    spdlog::info("{}: resuming from {} at step {} of {}", options.label, checkpoint_path, step, total_steps);
+  } else {
+    at::Generator global = at::detail::getDefaultCPUGenerator();  // shares the global state (dropout)
+    global.set_current_seed(mix_seed(options.seed, 0xD0));
+  }
+  auto save = [&](int64_t at_step) {
+    if (checkpoint_path.empty()) return;
+    save_checkpoint(checkpoint_path, model, CheckpointMeta{spec, at_step, checkpoint_extra}, optimizer.get());
+  };
+
+  TrainResult result;
+  const auto start = std::chrono::steady_clock::now();
+  report::Progress progress(options.label, (total_steps - step) * options.batch_size, options.log_every_seconds);
+  model.train();
+  double epoch_loss = 0.0;
+  int64_t epoch_batches = 0;
+  torch::Tensor order;
+  int64_t order_epoch = -1;
+  for (; step < total_steps; ++step) {
+    if (options.stop_after_step > 0 && step >= options.stop_after_step) {
+      save(step);
+      progress.finish();
+      result.steps = step;
+      return result;
+    }
+    const int64_t epoch = step / steps_per_epoch;
+    if (epoch != order_epoch) {
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options.seed, 1000 + epoch));
+      order = torch::randperm(n, generator, torch::kInt64);
+      order_epoch = epoch;
+    }
+    const int64_t begin = (step % steps_per_epoch) * options.batch_size;
+    Batch batch;
+    batch.indices = order.slice(0, begin, std::min(begin + options.batch_size, n));
+    batch.labels = train_set.labels.index_select(0, batch.indices);
+    batch.images = train_set.images.index_select(0, batch.indices);
+    if (options.jitter > 0) {
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options.seed, 1ull << 40 | uint64_t(step)));
+      batch.shifts = data::random_shifts(batch.indices.size(0), options.jitter, generator);
+      batch.images = data::shift_images(batch.images, batch.shifts, options.jitter);
+    } else {
+      batch.shifts = torch::zeros({batch.indices.size(0), 2}, torch::kInt64);
+    }
+
+    const double lr = scheduled_lr(options, step, steps_per_epoch, total_steps);
+    for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+    optimizer->zero_grad();
+    auto loss = objective(batch, model.forward(batch.images));
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      throw std::runtime_error(fmt::format("{}: loss is {} at step {} (epoch {}); stopped, the last good checkpoint is kept{}",
+                                           options.label, loss_value, step, epoch + 1,
+                                           checkpoint_path.empty() ? "" : " in " + checkpoint_path));
+    }
+    loss.backward();
+    optimizer->step();
+    model.after_step();
+    epoch_loss += loss_value;
+    ++epoch_batches;
+    progress.advance(batch.indices.size(0), fmt::format("epoch {}/{} loss {:.4f}", epoch + 1, options.epochs, loss_value));
+
+    const bool epoch_end = (step + 1) % steps_per_epoch == 0;
+    if (epoch_end || (options.checkpoint_every > 0 && (step + 1) % options.checkpoint_every == 0)) save(step + 1);
+    if (epoch_end) {
+      nlohmann::json record = {{"kind", "epoch"}, {"label", options.label}, {"epoch", epoch + 1}, {"step", step + 1},
+                               {"loss", epoch_loss / std::max<int64_t>(epoch_batches, 1)}, {"lr", lr},
+                               {"samples_per_second", progress.samples_per_second()}};
+      if (eval_set && eval_set->size() > 0) {
+        const auto eval = evaluate(model, *eval_set);
+        record["test_errors"] = eval.errors;
+        record["test_accuracy"] = eval.accuracy;
+        model.train();
+      }
+      if (metrics) metrics->write(record);
+      epoch_loss = 0.0;
+      epoch_batches = 0;
+    }
+  }
+  progress.finish();
+  result.steps = step;
+  result.completed = true;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.samples_per_second = progress.samples_per_second();
+  if (eval_set && eval_set->size() > 0) result.final_eval = evaluate(model, *eval_set);
+  model.train();
+  return result;
+}
+
+}  // namespace distillery::train
