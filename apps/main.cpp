@@ -6,6 +6,9 @@
 
 #include "distillery/config.h"
 #include "distillery/data/dataset.h"
+#include "distillery/distill/distiller.h"
+#include "distillery/experiments/hinton2015.h"
+#include "distillery/report/results_page.h"
 #include "distillery/error.h"
 #include "distillery/system.h"
 #include "distillery/train/checkpoint.h"
@@ -57,6 +60,38 @@ int main(int argc, char** argv) {
   eval->add_option("--dataset", eval_dataset, "mnist | fashion-mnist");
   eval->add_option("--split", eval_split, "test | train");
 
+  // distill
+  auto* distill = app.add_subcommand("distill", "train a student on a teacher's soft targets");
+  std::string distill_teachers, distill_config;
+  std::vector<std::string> distill_sets;
+  double distill_temperature = 0;
+  distill->add_option("--teacher", distill_teachers,
+                      "teacher checkpoint or TorchScript file; several separated by commas form an ensemble")->required();
+  distill->add_option("--student", distill_config, "YAML config of the student and transfer set")->check(CLI::ExistingFile);
+  distill->add_option("--temperature,-T", distill_temperature, "softmax temperature (default: distill.temperature)");
+  distill->add_option("--set", distill_sets, "override a config key: --set distill.hard_weight=0.1 (repeatable)");
+  distill->footer("Config keys:\n" + Config::describe_keys() + kExitCodes);
+
+  // experiment
+  auto* experiment = app.add_subcommand("experiment", "run a paper's experiments and compare with its figures");
+  std::string experiment_name;
+  distillery::experiments::ExperimentOptions experiment_options;
+  experiment->add_option("name", experiment_name, "experiment: hinton2015")->required();
+  experiment->add_option("--profile", experiment_options.profile,
+                         "quick (minutes, what `make demo` runs) or paper (the full reproduction, about an hour)");
+  experiment->add_option("--configs", experiment_options.configs_dir, "folder of experiment configs");
+  experiment->add_option("--runs", experiment_options.runs_dir, "folder for run folders");
+  experiment->add_option("--set", experiment_options.overrides, "override a config key in every run (repeatable)");
+  experiment->add_flag("--fresh", experiment_options.fresh, "rerun runs that already finished");
+  experiment->add_option("--results", experiment_options.results_path,
+                         "also write the machine-readable results here (e.g. docs/results/hinton2015.json)");
+
+  // results
+  auto* results = app.add_subcommand("results", "regenerate docs/RESULTS.md from docs/results/*.json");
+  std::string results_folder = "docs/results", results_output = "docs/RESULTS.md";
+  results->add_option("--from", results_folder, "folder of results files");
+  results->add_option("--out", results_output, "Markdown page to write");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -71,6 +106,34 @@ int main(int argc, char** argv) {
       const auto outcome = distillery::train::run_training(config);
       print_eval(outcome.test);
       std::cout << "run folder: " << outcome.run_dir << "\n";
+    } else if (distill->parsed()) {
+      auto config = load_config(distill_config, distill_sets, data_dir);
+      config.set("distill.teachers", "[" + distill_teachers + "]");
+      if (distill_temperature != 0) config.set("distill.temperature", std::to_string(distill_temperature));
+      const auto outcome = distillery::distill::run_distillation(config);
+      std::cout << "teacher: " << outcome.teacher << "\n";
+      print_eval(outcome.test);
+      if (outcome.bias) {
+        std::cout << fmt::format("bias shift {:.1f} (chosen on validation) for classes {}: ", outcome.bias->validation_shift,
+                                 fmt::join(outcome.bias->classes, ","));
+        print_eval(outcome.bias->test_after);
+      }
+      if (outcome.teacher_lookups > 0) {
+        std::cout << fmt::format("teacher cache: the teacher ran on {} of {} images asked for ({:.1f}% saved)\n",
+                                 outcome.teacher_rows, outcome.teacher_lookups,
+                                 100.0 * (1.0 - double(outcome.teacher_rows) / double(outcome.teacher_lookups)));
+      }
+      std::cout << "run folder: " << outcome.run_dir << "\n";
+    } else if (experiment->parsed()) {
+      if (experiment_name != "hinton2015") {
+        throw distillery::InputError("experiment: unknown experiment '" + experiment_name + "' (known: hinton2015)");
+      }
+      if (!data_dir.empty()) experiment_options.data_dir = data_dir;
+      for (int i = 0; i < argc; ++i) experiment_options.command += (i ? " " : "") + std::string(argv[i]);
+      distillery::experiments::run_hinton2015(experiment_options);
+    } else if (results->parsed()) {
+      distillery::report::write_results_page(results_folder, results_output);
+      std::cout << "wrote " << results_output << "\n";
     } else if (eval->parsed()) {
       auto loaded = distillery::train::load_model(eval_checkpoint);
       const auto dataset = distillery::data::load_dataset(eval_dataset, eval_split, distillery::data::resolve_data_dir(data_dir));

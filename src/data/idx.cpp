@@ -89,8 +89,9 @@ torch::Tensor parse_idx(const std::string& bytes, const std::string& source) {
   for (int64_t d = 0; d < num_dims; ++d) {
     const int64_t size = read_big_endian(data + 4 + 4 * d);
     dims.push_back(size);
+    // Checked before multiplying: the product of two 32-bit sizes can overflow 64 bits.
+    if (size > 0 && count > (int64_t(1) << 40) / size) throw InputError(source + ": IDX dimensions are implausibly large");
     count *= size;
-    if (count > (int64_t(1) << 40)) throw InputError(source + ": IDX dimensions are implausibly large");
   }
   const int64_t expected = header + count * type.bytes;
   if (static_cast<int64_t>(bytes.size()) != expected) {

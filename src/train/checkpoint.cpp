@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "distillery/error.h"
 
@@ -119,6 +120,16 @@ CheckpointMeta load_checkpoint_into(const std::string& path, nn::ClassifierImpl&
     }
     target.copy_(stored);
   };
+  // A tensor of the checkpoint that the model lacks (a deeper checkpoint) is an architecture mismatch too.
+  std::set<std::string> model_keys;
+  for (const auto& p : model.named_parameters()) model_keys.insert(archive_key(p.key()));
+  for (const auto& b : model.named_buffers()) model_keys.insert(archive_key(b.key()));
+  for (auto key : weights.keys()) {
+    if (key == "training" || model_keys.count(key)) continue;
+    std::replace(key.begin(), key.end(), '/', '.');
+    throw InputError(fmt::format("{}: checkpoint tensor '{}' has no counterpart in the model: its architecture ({}) differs from the model's",
+                                 path, key, meta.spec.to_json().dump()));
+  }
   for (auto& p : model.named_parameters()) load_tensor(p.key(), p.value(), false);
   for (auto& b : model.named_buffers()) load_tensor(b.key(), b.value(), true);
   if (optimizer) {

@@ -1,0 +1,107 @@
+#include "distillery/distill/distiller.h"
+
+#include <spdlog/spdlog.h>
+
+#include "distillery/distill/bias_adjustment.h"
+#include "distillery/error.h"
+#include "distillery/report/metrics.h"
+#include "distillery/train/checkpoint.h"
+#include "distillery/train/run.h"
+
+namespace distillery::distill {
+
+train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cache, const SoftTargetLossOptions& options) {
+  return [&teacher, cache, options](const train::Batch& batch, const torch::Tensor& logits) {
+    auto targets = cache ? cache->soft_targets(batch.images, batch.indices, batch.shifts)
+                         : teacher.soft_targets(batch.images, options.temperature());
+    return soft_target_loss_from_probs(logits, targets, batch.labels, options);
+  };
+}
+
+nlohmann::json BiasReport::to_json() const {
+  nlohmann::json json = {{"classes", classes}, {"validation_shift", validation_shift}, {"test_after", test_after.to_json()}};
+  if (reference_shift) {
+    json["reference_shift"] = *reference_shift;
+    json["test_at_reference"] = test_at_reference->to_json();
+  }
+  return json;
+}
+
+DistillOutcome run_distillation(const Config& config) {
+  train::apply_thread_config(config);
+  const auto run_data = train::load_run_data(config);
+  DistillOutcome outcome;
+  const auto spec = train::model_spec_from_config(config, run_data.train);
+  auto teacher = load_teachers(config.get_string_list("distill.teachers"), config.get_string("distill.ensemble"),
+                               run_data.train.images.slice(0, 0, 1));
+  if (teacher->num_classes() != spec.num_classes) {
+    throw InputError(fmt::format("teacher {} has {} output classes but the student has {}", teacher->describe(),
+                                 teacher->num_classes(), spec.num_classes));
+  }
+  outcome.teacher = teacher->describe();
+  outcome.run_dir = train::prepare_run_dir(config);
+
+  const auto loss_options = SoftTargetLossOptions()
+                                .temperature(config.get_double("distill.temperature"))
+                                .soft_weight(config.get_double("distill.soft_weight"))
+                                .hard_weight(config.get_double("distill.hard_weight"));
+  auto options = train::train_options_from_config(config);
+  options.run_dir = outcome.run_dir;
+  options.label = config.get_string("name");
+  std::unique_ptr<TeacherCache> cache;
+  if (config.get_bool("distill.cache")) {
+    cache = std::make_unique<TeacherCache>(*teacher, loss_options.temperature(), run_data.train.size(), options.jitter);
+  }
+  torch::manual_seed(config.get_int("train.seed"));
+  outcome.student = nn::make_model(spec);
+  outcome.num_parameters = nn::count_parameters(*outcome.student);
+  spdlog::info("{}: distilling {} into {} ({} parameters) at T = {} on {} transfer images", options.label,
+               outcome.teacher, spec.kind, outcome.num_parameters, loss_options.temperature(), run_data.train.size());
+  outcome.train = train::fit(*outcome.student, spec, run_data.train, &run_data.test,
+                             make_distillation_objective(*teacher, cache.get(), loss_options), options,
+                             {{"teacher", outcome.teacher}});
+  outcome.test = outcome.train.final_eval.value_or(train::evaluate(*outcome.student, run_data.test));
+  if (cache) outcome.teacher_rows = cache->teacher_rows(), outcome.teacher_lookups = cache->lookups();
+
+  const auto missing = missing_classes(run_data.train.labels, spec.num_classes);
+  if (!missing.empty() && config.get_bool("distill.adjust_bias")) {
+    if (run_data.validation.size() == 0) {
+      spdlog::warn("{}: classes missing from the transfer set, but data.validation is 0: no split to choose a bias shift on",
+                   options.label);
+    } else {
+      BiasReport bias;
+      bias.classes = missing;
+      const auto validation_logits = train::predict_logits(*outcome.student, run_data.validation.images);
+      bias.validation_shift = choose_bias_shift(validation_logits, run_data.validation.labels, missing).shift;
+      const auto test_logits = train::predict_logits(*outcome.student, run_data.test.images);
+      bias.test_after = train::score_logits(shift_class_logits(test_logits, missing, bias.validation_shift),
+                                            run_data.test.labels, spec.num_classes);
+      if (const double reference = config.get_double("distill.paper_bias_shift"); reference != 0.0) {
+        bias.reference_shift = reference;
+        bias.test_at_reference = train::score_logits(shift_class_logits(test_logits, missing, reference),
+                                                     run_data.test.labels, spec.num_classes);
+      }
+      apply_bias_shift(*outcome.student, missing, bias.validation_shift);
+      train::save_checkpoint(outcome.run_dir + "/checkpoint-bias-adjusted.pt", *outcome.student,
+                             {spec, outcome.train.steps, {{"bias_shift", bias.validation_shift}, {"classes", missing}}},
+                             nullptr);
+      outcome.bias = bias;
+    }
+  }
+
+  nlohmann::json result = {{"name", options.label},
+                           {"teacher", outcome.teacher},
+                           {"temperature", loss_options.temperature()},
+                           {"test", outcome.test.to_json()},
+                           {"steps", outcome.train.steps},
+                           {"seconds", outcome.train.seconds},
+                           {"samples_per_second", outcome.train.samples_per_second},
+                           {"parameters", outcome.num_parameters},
+                           {"teacher_rows", outcome.teacher_rows},
+                           {"teacher_lookups", outcome.teacher_lookups}};
+  if (outcome.bias) result["bias"] = outcome.bias->to_json();
+  report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
+  return outcome;
+}
+
+}  // namespace distillery::distill

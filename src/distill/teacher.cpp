@@ -1,0 +1,124 @@
+#include "distillery/distill/teacher.h"
+
+#include <filesystem>
+
+#include "distillery/error.h"
+#include "distillery/train/checkpoint.h"
+
+namespace distillery::distill {
+
+torch::Tensor Teacher::soft_targets(const torch::Tensor& images, double temperature) {
+  TORCH_CHECK(temperature > 0, "teacher: temperature must be > 0, got ", temperature);
+  return torch::softmax(logits(images) / temperature, /*dim=*/1);
+}
+
+ModelTeacher::ModelTeacher(std::shared_ptr<nn::ClassifierImpl> model, std::string name)
+    : model_(std::move(model)), name_(std::move(name)) {
+  model_->eval();
+  for (auto& p : model_->parameters()) p.set_requires_grad(false);
+}
+
+torch::Tensor ModelTeacher::logits(const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  return model_->forward(images);
+}
+
+ScriptTeacher::ScriptTeacher(const std::string& path, const torch::Tensor& example_input) : path_(path) {
+  try {
+    module_ = torch::jit::load(path);
+  } catch (const c10::Error& e) {
+    throw InputError(path + ": neither a distillery checkpoint nor a loadable TorchScript module");
+  }
+  module_.eval();
+  torch::Tensor out;
+  try {
+    out = logits(example_input);
+  } catch (const std::exception& e) {
+    throw InputError(fmt::format("{}: TorchScript teacher fails on input of shape [{}]: {}", path,
+                                 fmt::join(example_input.sizes(), ", "), std::string(e.what()).substr(0, 300)));
+  }
+  if (out.dim() != 2 || out.size(0) != example_input.size(0)) {
+    throw InputError(fmt::format("{}: TorchScript teacher must return logits [B, K], got [{}]", path,
+                                 fmt::join(out.sizes(), ", ")));
+  }
+  num_classes_ = out.size(1);
+}
+
+torch::Tensor ScriptTeacher::logits(const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  auto out = module_.forward({images});
+  TORCH_CHECK(out.isTensor(), path_, ": TorchScript teacher must return a tensor");
+  return out.toTensor().to(torch::kFloat32);
+}
+
+EnsembleTeacher::EnsembleTeacher(std::vector<std::unique_ptr<Teacher>> members, std::string mode)
+    : members_(std::move(members)), mode_(std::move(mode)) {
+  if (members_.empty()) throw InputError("distill.teachers: an ensemble needs at least one teacher");
+  if (mode_ != "probs" && mode_ != "logits") {
+    throw InputError("distill.ensemble: must be probs or logits, got '" + mode_ + "'");
+  }
+  for (const auto& member : members_) {
+    if (member->num_classes() != members_.front()->num_classes()) {
+      throw InputError(fmt::format("distill.teachers: {} has {} classes but {} has {}", member->describe(),
+                                   member->num_classes(), members_.front()->describe(), members_.front()->num_classes()));
+    }
+  }
+}
+
+torch::Tensor EnsembleTeacher::logits(const torch::Tensor& images) {
+  auto sum = members_.front()->logits(images);
+  for (size_t i = 1; i < members_.size(); ++i) sum = sum + members_[i]->logits(images);
+  return sum / double(members_.size());
+}
+
+torch::Tensor EnsembleTeacher::soft_targets(const torch::Tensor& images, double temperature) {
+  if (mode_ == "logits") return Teacher::soft_targets(images, temperature);
+  auto sum = members_.front()->soft_targets(images, temperature);
+  for (size_t i = 1; i < members_.size(); ++i) sum = sum + members_[i]->soft_targets(images, temperature);
+  return sum / double(members_.size());
+}
+
+std::string EnsembleTeacher::describe() const {
+  std::string text = "ensemble(" + mode_ + ":";
+  for (const auto& member : members_) text += " " + member->describe();
+  return text + ")";
+}
+
+std::unique_ptr<Teacher> load_teacher(const std::string& path, const torch::Tensor& example_input) {
+  if (!std::filesystem::exists(path)) throw InputError(path + ": teacher file does not exist");
+  bool is_checkpoint = true;
+  try {
+    train::read_checkpoint_meta(path);
+  } catch (const InputError& e) {
+    // Only a file that is not a distillery checkpoint at all may be TorchScript; a damaged
+    // checkpoint is reported as such.
+    const std::string message = e.what();
+    if (message.find("not a distillery checkpoint") == std::string::npos &&
+        message.find("not a readable checkpoint") == std::string::npos) {
+      throw;
+    }
+    is_checkpoint = false;
+  }
+  if (!is_checkpoint) return std::make_unique<ScriptTeacher>(path, example_input);
+  auto loaded = train::load_model(path);
+  auto teacher = std::make_unique<ModelTeacher>(loaded.model, path);
+  try {
+    teacher->logits(example_input);
+  } catch (const c10::Error& e) {
+    throw InputError(fmt::format("{}: teacher does not accept the student's input shape [{}]", path,
+                                 fmt::join(example_input.sizes(), ", ")));
+  }
+  return teacher;
+}
+
+std::unique_ptr<Teacher> load_teachers(const std::vector<std::string>& paths, const std::string& mode,
+                                       const torch::Tensor& example_input) {
+  if (paths.empty()) throw InputError("distill.teachers: no teacher given (use --teacher PATH[,PATH...])");
+  if (paths.size() == 1) return load_teacher(paths.front(), example_input);
+  std::vector<std::unique_ptr<Teacher>> members;
+  for (const auto& path : paths) members.push_back(load_teacher(path, example_input));
+  return std::make_unique<EnsembleTeacher>(std::move(members), mode);
+}
+
+}  // namespace distillery::distill
