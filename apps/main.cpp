@@ -6,7 +6,9 @@
 
 #include "distillery/config.h"
 #include "distillery/data/dataset.h"
+#include "distillery/distill/codistill.h"
 #include "distillery/distill/distiller.h"
+#include "distillery/distill/distributed.h"
 #include "distillery/experiments/hinton2015.h"
 #include "distillery/report/results_page.h"
 #include "distillery/error.h"
@@ -86,6 +88,22 @@ int main(int argc, char** argv) {
   experiment->add_option("--results", experiment_options.results_path,
                          "also write the machine-readable results here (e.g. docs/results/hinton2015.json)");
 
+  // codistill
+  auto* codistill = app.add_subcommand("codistill", "train a group of peers that teach each other (co-distillation)");
+  std::string codistill_config;
+  std::vector<std::string> codistill_sets;
+  int64_t codistill_peers = 0, codistill_procs = 0;
+  codistill->add_option("--config", codistill_config, "YAML config (see configs/codistill/)")->check(CLI::ExistingFile);
+  codistill->add_option("--peers", codistill_peers, "peers trained in this process (default: codistill.peers)");
+  codistill->add_option("--procs", codistill_procs,
+                        "start this many worker processes on this machine, one peer each, exchanging over Gloo");
+  codistill->add_option("--set", codistill_sets, "override a config key (repeatable)");
+  codistill->footer(
+      "Several machines: start one worker per peer with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set\n"
+      "(as torchrun does); each writes RUN/peer-<rank>/. With --procs the launcher also writes the group's\n"
+      "RUN/result.json, naming any peer that was lost.\n\nConfig keys:\n" +
+      Config::describe_keys() + kExitCodes);
+
   // results
   auto* results = app.add_subcommand("results", "regenerate docs/RESULTS.md from docs/results/*.json");
   std::string results_folder = "docs/results", results_output = "docs/RESULTS.md";
@@ -131,6 +149,36 @@ int main(int argc, char** argv) {
       if (!data_dir.empty()) experiment_options.data_dir = data_dir;
       for (int i = 0; i < argc; ++i) experiment_options.command += (i ? " " : "") + std::string(argv[i]);
       distillery::experiments::run_hinton2015(experiment_options);
+    } else if (codistill->parsed()) {
+      auto config = load_config(codistill_config, codistill_sets, data_dir);
+      if (codistill_peers > 0) config.set("codistill.peers", std::to_string(codistill_peers));
+      if (codistill_procs > 0) {
+        config.set("codistill.peers", std::to_string(codistill_procs));
+        std::vector<std::string> worker_args;
+        for (int i = 1; i < argc; ++i) {
+          const std::string arg = argv[i];
+          if (arg == "--procs") { ++i; continue; }
+          if (arg.rfind("--procs=", 0) == 0) continue;
+          worker_args.push_back(arg);
+        }
+        const auto exits = distillery::distill::launch_local_workers("/proc/self/exe", worker_args, codistill_procs);
+        const auto run_data = distillery::train::load_run_data(config);
+        const std::string run_dir = config.get_string("run.dir") + "/" + config.get_string("name");
+        const auto group = distillery::distill::write_group_report(run_dir, codistill_procs, run_data.test.labels, exits);
+        std::cout << "peer test errors: " << group.at("group").at("peer_errors").dump() << "\n";
+        if (group.at("group").contains("ensemble_errors")) std::cout << "ensemble test errors: " << group.at("group").at("ensemble_errors") << "\n";
+        std::cout << "lost peers: " << group.at("lost_peers").dump() << "\n" << "run folder: " << run_dir << "\n";
+        if (group.at("peers").empty()) return 1;
+      } else if (auto env = distillery::distill::DistributedEnv::from_environment(); env && env->world_size > 1) {
+        const auto outcome = distillery::distill::run_codistill_worker(config, *env);
+        std::cout << fmt::format("peer {}: test errors {}\n", env->rank, outcome.peers.front().test.errors);
+      } else {
+        const auto outcome = distillery::distill::run_codistill(config);
+        for (const auto& peer : outcome.peers) std::cout << fmt::format("peer {}: test errors {}\n", peer.rank, peer.test.errors);
+        std::cout << fmt::format("weights moved per step per peer: {:.0f} bytes (a gradient all-reduce: {:.0f})\n",
+                                 outcome.bytes_per_step, outcome.allreduce_bytes_per_step);
+        std::cout << "run folder: " << outcome.run_dir << "\n";
+      }
     } else if (results->parsed()) {
       distillery::report::write_results_page(results_folder, results_output);
       std::cout << "wrote " << results_output << "\n";

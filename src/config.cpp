@@ -65,6 +65,17 @@ const std::vector<KeySpec>& schema() {
       {"distill.cache", Kind::Bool, "true", 0, 0, "", "cache teacher outputs per (image, shift)"},
       {"distill.paper_bias_shift", Kind::Double, "0", -100, 100, "", "also report test errors at this published bias shift (0: none)"},
       {"distill.adjust_bias", Kind::Bool, "true", 0, 0, "", "shift the output bias of classes missing from the transfer set, chosen on validation"},
+      {"codistill.peers", Kind::Int, "2", 1, 1024, "", "number of peers"},
+      {"codistill.alpha", Kind::Double, "1", 0, 1e6, "", "weight of the distillation term (0: independent training)"},
+      {"codistill.mode", Kind::String, "separate", 0, 0, "separate|consensus", "one term per peer, or one to the peers' mean"},
+      {"codistill.divergence", Kind::String, "kl", 0, 0, "kl|mse", "KL on softmaxes at codistill.temperature, or MSE on logits"},
+      {"codistill.temperature", Kind::Double, "1", 1e-6, 1e4, "", "temperature of the kl divergence"},
+      {"codistill.burn_in", Kind::Int, "0", 0, kInf, "", "steps with alpha = 0 at the start"},
+      {"codistill.exchange_every", Kind::Int, "100", 1, kInf, "", "steps between weight exchanges (K)"},
+      {"codistill.shards", Kind::String, "disjoint", 0, 0, "disjoint|same", "each peer its own shard, or all the same data"},
+      {"codistill.timeout", Kind::Double, "60", 0.1, 86400, "", "seconds an exchange or rendezvous may wait for a peer"},
+      {"codistill.fault_exit_step", Kind::Int, "0", 0, kInf, "", "testing: the worker of rank codistill.fault_rank exits abruptly at this step"},
+      {"codistill.fault_rank", Kind::Int, "-1", -1, 1024, "", "testing: which rank fault_exit_step applies to"},
   };
   return keys;
 }

@@ -26,7 +26,7 @@ double measure_gemm_gflops() {
 double check_blas_speed() {
   const double gflops = measure_gemm_gflops();
   // OpenBLAS reaches well over 50 GFLOP/s on one modern core; the reference BLAS about 2-4.
-  if (gflops < 10.0) {
+  if (gflops < 5.0) {
     spdlog::warn("matrix products run at {:.1f} GFLOP/s: LibTorch is using a slow reference BLAS. "
                  "Install libopenblas0-pthread (make setup does) or training will be ~20x slower.", gflops);
   }

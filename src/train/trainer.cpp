@@ -52,9 +52,37 @@ double scheduled_lr(const TrainOptions& options, int64_t step, int64_t steps_per
   return options.lr;
 }
 
-namespace {
+BatchStream::BatchStream(const data::Dataset& dataset, int64_t batch_size, int64_t jitter, uint64_t seed)
+    : dataset_(dataset),
+      batch_size_(batch_size),
+      jitter_(jitter),
+      steps_per_epoch_((dataset.size() + batch_size - 1) / batch_size),
+      seed_(seed) {}
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(nn::ClassifierImpl& model, const TrainOptions& options) {
+Batch BatchStream::batch(int64_t step) {
+  const int64_t n = dataset_.size();
+  const int64_t epoch = step / steps_per_epoch_;
+  if (epoch != order_epoch_) {
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, 1000 + epoch));
+    order_ = torch::randperm(n, generator, torch::kInt64);
+    order_epoch_ = epoch;
+  }
+  const int64_t begin = (step % steps_per_epoch_) * batch_size_;
+  Batch batch;
+  batch.indices = order_.slice(0, begin, std::min(begin + batch_size_, n));
+  batch.labels = dataset_.labels.index_select(0, batch.indices);
+  batch.images = dataset_.images.index_select(0, batch.indices);
+  if (jitter_ > 0) {
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, 1ull << 40 | uint64_t(step)));
+    batch.shifts = data::random_shifts(batch.indices.size(0), jitter_, generator);
+    batch.images = data::shift_images(batch.images, batch.shifts, jitter_);
+  } else {
+    batch.shifts = torch::zeros({batch.indices.size(0), 2}, torch::kInt64);
+  }
+  return batch;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& options) {
   if (options.optimizer == "adam") {
     return std::make_unique<torch::optim::Adam>(model.parameters(),
                                                 torch::optim::AdamOptions(options.lr).weight_decay(options.weight_decay));
@@ -65,8 +93,6 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(nn::ClassifierImpl& mode
   }
   throw InputError("train.optimizer: unknown optimizer '" + options.optimizer + "' (known: sgd, adam)");
 }
-
-}  // namespace
 
 TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
                 const data::Dataset* eval_set, const Objective& objective, const TrainOptions& options,
@@ -100,8 +126,7 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
   model.train();
   double epoch_loss = 0.0;
   int64_t epoch_batches = 0;
-  torch::Tensor order;
-  int64_t order_epoch = -1;
+  BatchStream batches(train_set, options.batch_size, options.jitter, options.seed);
   for (; step < total_steps; ++step) {
     if (options.stop_after_step > 0 && step >= options.stop_after_step) {
       save(step);
@@ -110,23 +135,7 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
       return result;
     }
     const int64_t epoch = step / steps_per_epoch;
-    if (epoch != order_epoch) {
-      auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options.seed, 1000 + epoch));
-      order = torch::randperm(n, generator, torch::kInt64);
-      order_epoch = epoch;
-    }
-    const int64_t begin = (step % steps_per_epoch) * options.batch_size;
-    Batch batch;
-    batch.indices = order.slice(0, begin, std::min(begin + options.batch_size, n));
-    batch.labels = train_set.labels.index_select(0, batch.indices);
-    batch.images = train_set.images.index_select(0, batch.indices);
-    if (options.jitter > 0) {
-      auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options.seed, 1ull << 40 | uint64_t(step)));
-      batch.shifts = data::random_shifts(batch.indices.size(0), options.jitter, generator);
-      batch.images = data::shift_images(batch.images, batch.shifts, options.jitter);
-    } else {
-      batch.shifts = torch::zeros({batch.indices.size(0), 2}, torch::kInt64);
-    }
+    const Batch batch = batches.batch(step);
 
     const double lr = scheduled_lr(options, step, steps_per_epoch, total_steps);
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);

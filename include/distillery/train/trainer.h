@@ -45,6 +45,25 @@ struct Batch {
   torch::Tensor images, labels, indices, shifts;
 };
 
+/// The batches of a run: each epoch's order is a function of (seed, epoch) and each step's jitter
+/// of (seed, step), so any step's batch can be rebuilt exactly (resume, co-distillation peers).
+class BatchStream {
+ public:
+  BatchStream(const data::Dataset& dataset, int64_t batch_size, int64_t jitter, uint64_t seed);
+  Batch batch(int64_t step);
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+
+ private:
+  const data::Dataset& dataset_;
+  int64_t batch_size_, jitter_, steps_per_epoch_;
+  uint64_t seed_;
+  torch::Tensor order_;
+  int64_t order_epoch_ = -1;
+};
+
+/// SGD with momentum or Adam over the model's parameters, as the options say.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& options);
+
 /// The loss of one batch given the model's logits on it.
 using Objective = std::function<torch::Tensor(const Batch& batch, const torch::Tensor& logits)>;
 
