@@ -1,0 +1,817 @@
+// The distillation layer: the soft-target loss (finite-difference gradients in double, the T^2
+// factor), teachers (checkpoint, ensemble, TorchScript), the teacher cache, bias adjustment,
+// end-to-end distillation on MNIST, the hinton2015 experiment, and the report helpers.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "distillery/config.h"
+#include "distillery/data/augment.h"
+#include "distillery/data/dataset.h"
+#include "distillery/distill/bias_adjustment.h"
+#include "distillery/distill/distiller.h"
+#include "distillery/distill/loss.h"
+#include "distillery/distill/teacher.h"
+#include "distillery/distill/teacher_cache.h"
+#include "distillery/error.h"
+#include "distillery/experiments/hinton2015.h"
+#include "distillery/nn/mlp.h"
+#include "distillery/nn/model_spec.h"
+#include "distillery/report/html.h"
+#include "distillery/report/image.h"
+#include "distillery/report/metrics.h"
+#include "distillery/report/results_page.h"
+#include "distillery/train/checkpoint.h"
+#include "distillery/train/run.h"
+#include "distillery/train/trainer.h"
+#include "test_support.h"
+
+#ifndef DISTILLERY_SOURCE_DIR
+#error "tests/CMakeLists.txt must define DISTILLERY_SOURCE_DIR"
+#endif
+
+namespace distillery::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using nlohmann::json;
+
+class LossTest : public SeededTest {};
+class TeacherTest : public SeededTest {};
+class TeacherCacheTest : public SeededTest {};
+class BiasTest : public SeededTest {};
+class DistillRunTest : public SeededTest {};
+class ReportTest : public SeededTest {};
+
+const auto kDouble = torch::TensorOptions().dtype(torch::kFloat64);
+
+nn::ModelSpec mlp_spec(std::vector<int64_t> hidden) {
+  nn::ModelSpec spec;
+  spec.kind = "mlp";
+  spec.hidden = std::move(hidden);
+  return spec;
+}
+
+/// Copies of every parameter of `module`, by name.
+std::map<std::string, torch::Tensor> snapshot(torch::nn::Module& module) {
+  std::map<std::string, torch::Tensor> copies;
+  for (const auto& item : module.named_parameters()) copies[item.key()] = item.value().detach().clone();
+  return copies;
+}
+
+bool unchanged(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& before) {
+  for (const auto& item : module.named_parameters()) {
+    if (!torch::equal(item.value(), before.at(item.key()))) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soft-target loss
+
+/// The gradient of `loss(student)` with respect to student logits, by autograd.
+torch::Tensor autograd_gradient(const std::function<torch::Tensor(const torch::Tensor&)>& loss, const torch::Tensor& x) {
+  auto student = x.detach().clone().requires_grad_(true);
+  loss(student).backward();
+  return student.grad().detach().clone();
+}
+
+/// Central finite differences of `loss` at x (double).
+torch::Tensor numeric_gradient(const std::function<torch::Tensor(const torch::Tensor&)>& loss, const torch::Tensor& x,
+                               double eps = 1e-6) {
+  torch::NoGradGuard no_grad;
+  auto gradient = torch::zeros_like(x);
+  auto flat = gradient.view(-1);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    auto plus = x.clone(), minus = x.clone();
+    plus.view(-1)[i] += eps;
+    minus.view(-1)[i] -= eps;
+    flat[i] = (loss(plus).item<double>() - loss(minus).item<double>()) / (2 * eps);
+  }
+  return gradient;
+}
+
+TEST_F(LossTest, SoftTermGradientMatchesAnalyticFormAndFiniteDifferences) {
+  const int64_t batch = 3, classes = 5;
+  const auto student = torch::randn({batch, classes}, kDouble) * 3.0;
+  const auto teacher = torch::randn({batch, classes}, kDouble) * 3.0;
+  const double soft_weight = 0.7;
+  for (double t : {1.0, 2.5, 20.0}) {
+    SCOPED_TRACE("T = " + std::to_string(t));
+    const auto options = distill::SoftTargetLossOptions().temperature(t).soft_weight(soft_weight);
+    auto loss = [&](const torch::Tensor& s) { return distill::soft_target_loss(s, teacher, torch::Tensor(), options); };
+    const auto analytic =
+        soft_weight * t * (torch::softmax(student / t, 1) - torch::softmax(teacher / t, 1)) / double(batch);
+    const auto by_autograd = autograd_gradient(loss, student);
+    // eps 1e-5: at T = 20 the loss carries a factor 400, so a smaller step loses digits to rounding.
+    const auto by_differences = numeric_gradient(loss, student, 1e-5);
+    EXPECT_TRUE(torch::allclose(by_autograd, analytic, 1e-10, 1e-12)) << by_autograd << analytic;
+    EXPECT_TRUE(torch::allclose(by_differences, analytic, 1e-6, 1e-8))
+        << "max difference " << (by_differences - analytic).abs().max().item<double>();
+    ASSERT_GT(analytic.abs().max().item<double>(), 1e-4);  // a check of something, not of zeros
+  }
+}
+
+TEST_F(LossTest, TeacherLogitsReceiveNoGradient) {
+  auto student = torch::randn({4, 6}, kDouble).requires_grad_(true);
+  auto teacher = torch::randn({4, 6}, kDouble).requires_grad_(true);
+  distill::soft_target_loss(student, teacher, torch::Tensor(), distill::SoftTargetLossOptions().temperature(3)).backward();
+  EXPECT_TRUE(student.grad().defined());
+  EXPECT_FALSE(teacher.grad().defined());
+}
+
+TEST_F(LossTest, TemperatureSquaredKeepsGradientScaleIndependentOfT) {
+  // Small logits: p - q ~ (z_s - z_t) / (T K), so the soft term's gradient T (p - q) / B does not
+  // depend on T, while the plain KL's gradient (p - q) / (T B) falls as 1/T^2.
+  const auto student = torch::randn({4, 5}, kDouble) * 0.01;
+  const auto teacher = torch::randn({4, 5}, kDouble) * 0.01;
+  auto scaled_norm = [&](double t) {
+    const auto options = distill::SoftTargetLossOptions().temperature(t);
+    return autograd_gradient([&](const torch::Tensor& s) { return distill::soft_target_loss(s, teacher, {}, options); },
+                             student)
+        .norm()
+        .item<double>();
+  };
+  auto plain_kl_norm = [&](double t) {  // mean_b KL(q || p) with no T^2, written out independently
+    return autograd_gradient(
+               [&](const torch::Tensor& s) {
+                 auto q = torch::softmax(teacher / t, 1);
+                 return (q * (torch::log(q) - torch::log_softmax(s / t, 1))).sum() / double(s.size(0));
+               },
+               student)
+        .norm()
+        .item<double>();
+  };
+  const double scaled_ratio = scaled_norm(10.0) / scaled_norm(20.0);
+  const double plain_ratio = plain_kl_norm(10.0) / plain_kl_norm(20.0);
+  EXPECT_GT(scaled_ratio, 1.0 / 1.1);
+  EXPECT_LT(scaled_ratio, 1.1);
+  EXPECT_NEAR(plain_ratio, 4.0, 0.4);
+  // And the library's loss is exactly T^2 times the plain KL.
+  EXPECT_NEAR(scaled_norm(20.0), 400.0 * plain_kl_norm(20.0), 1e-9 * scaled_norm(20.0));
+}
+
+TEST_F(LossTest, ZeroWhenStudentEqualsTeacher) {
+  const auto logits = torch::randn({6, 10}, kDouble) * 4.0;
+  for (double t : {1.0, 4.0, 20.0}) {
+    const auto loss =
+        distill::soft_target_loss(logits, logits.clone(), {}, distill::SoftTargetLossOptions().temperature(t));
+    EXPECT_NEAR(loss.item<double>(), 0.0, 1e-12) << "T = " << t;
+  }
+  // And positive otherwise.
+  const auto other = distill::soft_target_loss(logits, logits.flip({1}), {}, distill::SoftTargetLossOptions());
+  EXPECT_GT(other.item<double>(), 1e-3);
+}
+
+TEST_F(LossTest, HardTermIsCrossEntropy) {
+  const auto student = torch::randn({8, 10}, kDouble) * 2.0;
+  const auto teacher = torch::randn({8, 10}, kDouble) * 2.0;
+  const auto labels = torch::randint(0, 10, {8}, torch::kInt64);
+  const auto ce = torch::nn::functional::cross_entropy(student, labels).item<double>();
+  const auto hard_only = distill::soft_target_loss(student, teacher, labels,
+                                                   distill::SoftTargetLossOptions().temperature(5).soft_weight(0).hard_weight(1));
+  EXPECT_NEAR(hard_only.item<double>(), ce, 1e-12);
+  // Both terms: their weighted sum.
+  const auto soft_only =
+      distill::soft_target_loss(student, teacher, {}, distill::SoftTargetLossOptions().temperature(5)).item<double>();
+  const auto both = distill::soft_target_loss(student, teacher, labels,
+                                              distill::SoftTargetLossOptions().temperature(5).soft_weight(0.3).hard_weight(0.6));
+  EXPECT_NEAR(both.item<double>(), 0.3 * soft_only + 0.6 * ce, 1e-12);
+  // hard_weight > 0 without labels is refused.
+  EXPECT_THROW(distill::soft_target_loss(student, teacher, {}, distill::SoftTargetLossOptions().hard_weight(1)), c10::Error);
+}
+
+TEST_F(LossTest, FromLogitsEqualsFromProbabilities) {
+  const auto student = torch::randn({5, 7}, kDouble) * 3.0;
+  const auto teacher = torch::randn({5, 7}, kDouble) * 3.0;
+  for (double t : {1.0, 2.5, 20.0}) {
+    const auto options = distill::SoftTargetLossOptions().temperature(t).soft_weight(1.3);
+    const auto from_logits = distill::soft_target_loss(student, teacher, {}, options);
+    const auto from_probs = distill::soft_target_loss_from_probs(student, torch::softmax(teacher / t, 1), {}, options);
+    EXPECT_NEAR(from_logits.item<double>(), from_probs.item<double>(), 1e-12) << "T = " << t;
+  }
+  // A teacher probability of exactly 0 contributes nothing (no 0 * log 0 = NaN).
+  auto q = torch::softmax(teacher, 1);
+  q.select(1, 0).zero_();
+  q = q / q.sum(1, true);
+  EXPECT_TRUE(std::isfinite(distill::soft_target_loss_from_probs(student, q, {}, {}).item<double>()));
+}
+
+TEST_F(LossTest, NonPositiveTemperatureThrows) {
+  const auto student = torch::randn({2, 3}), teacher = torch::randn({2, 3});
+  for (double t : {0.0, -1.0}) {
+    const auto options = distill::SoftTargetLossOptions().temperature(t);
+    EXPECT_THROW(distill::soft_target_loss(student, teacher, {}, options), c10::Error);
+    EXPECT_THROW(distill::soft_target_loss_from_probs(student, torch::softmax(teacher, 1), {}, options), c10::Error);
+  }
+  EXPECT_THROW(distill::soft_target_loss(student, torch::randn({2, 4}), {}, {}), c10::Error);  // shapes differ
+}
+
+// ---------------------------------------------------------------------------------------------
+// Teachers
+
+/// A teacher with fixed logits [B, K] (whatever the images).
+class FixedTeacher : public distill::Teacher {
+ public:
+  explicit FixedTeacher(torch::Tensor logits, std::string name = "fixed")
+      : logits_(std::move(logits)), name_(std::move(name)) {}
+  torch::Tensor logits(const torch::Tensor& images) override { return logits_; }
+  int64_t num_classes() const override { return logits_.size(1); }
+  std::string describe() const override { return name_; }
+
+ private:
+  torch::Tensor logits_;
+  std::string name_;
+};
+
+TEST_F(TeacherTest, ModelTeacherRunsInEvalModeWithoutGradient) {
+  auto mlp = nn::MLP(nn::MLPOptions().hidden({64}).dropout_input(0.2).dropout_hidden(0.5));
+  mlp->train();
+  distill::ModelTeacher teacher(mlp.ptr(), "mlp");
+  EXPECT_FALSE(mlp->is_training());
+  EXPECT_EQ(teacher.num_classes(), 10);
+  const auto images = torch::rand({8, 1, 28, 28});
+  ASSERT_TRUE(torch::GradMode::is_enabled());
+  const auto a = teacher.logits(images);
+  EXPECT_FALSE(a.requires_grad());
+  EXPECT_FALSE(teacher.soft_targets(images, 3.0).requires_grad());
+  // Deterministic even if someone put the model back into training mode: dropout is off.
+  mlp->train();
+  const auto b = teacher.logits(images);
+  EXPECT_TRUE(torch::equal(a, b));
+  mlp->eval();
+  EXPECT_TRUE(torch::equal(a, mlp->forward(images)));
+  // Soft targets are softmax(z / T).
+  EXPECT_TRUE(torch::allclose(teacher.soft_targets(images, 3.0), torch::softmax(a / 3.0, 1), 1e-6, 1e-7));
+  EXPECT_THROW(teacher.soft_targets(images, 0.0), c10::Error);
+}
+
+TEST_F(TeacherTest, TeacherWeightsDoNotChangeWhileDistilling) {
+  const auto teacher_spec = [] {
+    auto spec = mlp_spec({32});
+    spec.dropout_hidden = 0.5;
+    return spec;
+  }();
+  auto teacher_model = nn::make_model(teacher_spec);
+  const auto teacher_before = snapshot(*teacher_model);
+  distill::ModelTeacher teacher(teacher_model, "teacher");
+
+  const auto student_spec = mlp_spec({16});
+  auto student = nn::make_model(student_spec);
+  const auto student_before = snapshot(*student);
+  const data::Dataset train_set{torch::rand({200, 1, 28, 28}), torch::randint(0, 10, {200}, torch::kInt64)};
+  train::TrainOptions options;
+  options.epochs = 2;
+  options.batch_size = 50;
+  options.jitter = 1;
+  options.log_every_seconds = 1e9;
+  const auto loss_options = distill::SoftTargetLossOptions().temperature(4);
+  distill::TeacherCache cache(teacher, loss_options.temperature(), train_set.size(), options.jitter);
+  for (distill::TeacherCache* maybe_cache : {static_cast<distill::TeacherCache*>(nullptr), &cache}) {
+    const auto result = train::fit(*student, student_spec, train_set, nullptr,
+                                   distill::make_distillation_objective(teacher, maybe_cache, loss_options), options);
+    EXPECT_TRUE(result.completed);
+  }
+  EXPECT_TRUE(unchanged(*teacher_model, teacher_before));
+  EXPECT_FALSE(unchanged(*student, student_before));  // the student did learn
+  EXPECT_FALSE(teacher_model->is_training());
+  for (const auto& p : teacher_model->parameters()) {
+    EXPECT_FALSE(p.grad().defined() && p.grad().abs().sum().item<double>() > 0) << "gradient reached the teacher";
+  }
+  EXPECT_EQ(cache.lookups(), 400);
+}
+
+TEST_F(TeacherTest, DistillationObjectiveIsTheSoftTargetLossOnTheTeachersOutputs) {
+  auto teacher_model = nn::make_model(mlp_spec({16}));
+  distill::ModelTeacher teacher(teacher_model, "teacher");
+  train::Batch batch;
+  batch.images = torch::rand({6, 1, 28, 28});
+  batch.labels = torch::randint(0, 10, {6}, torch::kInt64);
+  batch.indices = torch::arange(6, torch::kInt64);
+  batch.shifts = torch::zeros({6, 2}, torch::kInt64);
+  const auto student_logits = torch::randn({6, 10});
+  const auto options = distill::SoftTargetLossOptions().temperature(2.5).hard_weight(0.5);
+  const auto expected = distill::soft_target_loss(student_logits, teacher.logits(batch.images), batch.labels, options);
+  distill::TeacherCache cache(teacher, options.temperature(), 6, 0);
+  const auto direct = distill::make_distillation_objective(teacher, nullptr, options)(batch, student_logits);
+  const auto cached = distill::make_distillation_objective(teacher, &cache, options)(batch, student_logits);
+  EXPECT_NEAR(direct.item<double>(), expected.item<double>(), 1e-5);
+  EXPECT_NEAR(cached.item<double>(), expected.item<double>(), 1e-5);
+}
+
+TEST_F(TeacherTest, EnsembleAveragesProbabilitiesOrLogits) {
+  const auto z1 = torch::randn({4, 6}) * 3.0, z2 = torch::randn({4, 6}) * 3.0, z3 = torch::randn({4, 6}) * 3.0;
+  auto make = [&](const std::string& mode) {
+    std::vector<std::unique_ptr<distill::Teacher>> members;
+    members.push_back(std::make_unique<FixedTeacher>(z1, "a"));
+    members.push_back(std::make_unique<FixedTeacher>(z2, "b"));
+    members.push_back(std::make_unique<FixedTeacher>(z3, "c"));
+    return distill::EnsembleTeacher(std::move(members), mode);
+  };
+  const auto images = torch::zeros({4, 1, 28, 28});
+  const double t = 2.0;
+  auto probs = make("probs");
+  auto logits = make("logits");
+  const auto expected_probs =
+      (torch::softmax(z1 / t, 1) + torch::softmax(z2 / t, 1) + torch::softmax(z3 / t, 1)) / 3.0;
+  const auto expected_logits = torch::softmax((z1 + z2 + z3) / 3.0 / t, 1);
+  EXPECT_TRUE(torch::allclose(probs.soft_targets(images, t), expected_probs, 1e-6, 1e-7));
+  EXPECT_TRUE(torch::allclose(logits.soft_targets(images, t), expected_logits, 1e-6, 1e-7));
+  ASSERT_GT((expected_probs - expected_logits).abs().max().item<double>(), 1e-3);  // the modes differ here
+  EXPECT_TRUE(torch::allclose(logits.logits(images), (z1 + z2 + z3) / 3.0, 1e-6, 1e-6));
+  EXPECT_EQ(probs.num_classes(), 6);
+  EXPECT_THAT(probs.describe(), HasSubstr("probs"));
+
+  std::vector<std::unique_ptr<distill::Teacher>> mixed;
+  mixed.push_back(std::make_unique<FixedTeacher>(torch::randn({2, 10}), "ten"));
+  mixed.push_back(std::make_unique<FixedTeacher>(torch::randn({2, 5}), "five"));
+  const auto message = input_error_message([&] { distill::EnsembleTeacher(std::move(mixed), "probs"); });
+  EXPECT_THAT(message, HasSubstr("five"));
+  EXPECT_THAT(message, HasSubstr("5"));
+  EXPECT_THAT(message, HasSubstr("10"));
+
+  std::vector<std::unique_ptr<distill::Teacher>> one;
+  one.push_back(std::make_unique<FixedTeacher>(z1));
+  EXPECT_THAT(input_error_message([&] { distill::EnsembleTeacher(std::move(one), "median"); }), HasSubstr("median"));
+  EXPECT_THAT(input_error_message([&] { distill::EnsembleTeacher({}, "probs"); }), HasSubstr("at least one"));
+}
+
+TEST_F(TeacherTest, LoadsCheckpointsAndEnsemblesOfThem) {
+  TempDir dir;
+  const auto spec = mlp_spec({16});
+  auto a = nn::make_model(spec), b = nn::make_model(spec);
+  train::save_checkpoint(dir.file("a.pt"), *a, {spec, 0, {}}, nullptr);
+  train::save_checkpoint(dir.file("b.pt"), *b, {spec, 0, {}}, nullptr);
+  const auto example = torch::rand({1, 1, 28, 28});
+  auto single = distill::load_teachers({dir.file("a.pt")}, "probs", example);
+  ASSERT_NE(dynamic_cast<distill::ModelTeacher*>(single.get()), nullptr);
+  const auto images = torch::rand({3, 1, 28, 28});
+  a->eval();
+  b->eval();
+  EXPECT_TRUE(torch::allclose(single->logits(images), a->forward(images), 1e-6, 1e-6));
+  auto both = distill::load_teachers({dir.file("a.pt"), dir.file("b.pt")}, "logits", example);
+  ASSERT_NE(dynamic_cast<distill::EnsembleTeacher*>(both.get()), nullptr);
+  EXPECT_TRUE(torch::allclose(both->logits(images), (a->forward(images) + b->forward(images)) / 2.0, 1e-5, 1e-6));
+
+  EXPECT_THAT(input_error_message([&] { distill::load_teacher(dir.file("missing.pt"), example); }),
+              HasSubstr("missing.pt"));
+  EXPECT_THAT(input_error_message([&] { distill::load_teachers({}, "probs", example); }), HasSubstr("no teacher"));
+  // A checkpoint whose model does not accept the student's input.
+  EXPECT_THAT(input_error_message([&] { distill::load_teacher(dir.file("a.pt"), torch::rand({1, 1, 14, 14})); }),
+              HasSubstr("input shape"));
+}
+
+TEST_F(TeacherTest, TruncatedCheckpointIsAnInputError) {
+  TempDir dir;
+  const auto spec = mlp_spec({32});
+  auto model = nn::make_model(spec);
+  const auto good = dir.file("good.pt");
+  train::save_checkpoint(good, *model, {spec, 0, {}}, nullptr);
+  const auto bytes = read_bytes(good);
+  const auto truncated = dir.file("truncated.pt");
+  write_bytes(truncated, bytes.substr(0, bytes.size() / 2));
+  const auto message = input_error_message([&] { distill::load_teacher(truncated, torch::rand({1, 1, 28, 28})); });
+  EXPECT_THAT(message, HasSubstr(truncated));
+  EXPECT_THAT(message, HasSubstr("checkpoint"));
+  const auto garbage = dir.file("garbage.pt");
+  write_bytes(garbage, std::string(4096, 'x'));
+  EXPECT_THAT(input_error_message([&] { distill::load_teacher(garbage, torch::rand({1, 1, 28, 28})); }),
+              HasSubstr(garbage));
+}
+
+// ---------------------------------------------------------------------------------------------
+// TorchScript teachers, written by Python (tests/make_script_teacher.py)
+
+class ScriptTeacherTest : public SeededTest {
+ protected:
+  static void SetUpTestSuite() {
+    if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+      skip_reason_ = new std::string("/usr/bin/python3 with torch is not available");
+      return;
+    }
+    dir_ = new TempDir();
+    const std::string command = std::string("/usr/bin/python3 '") + DISTILLERY_SOURCE_DIR +
+                                "/tests/make_script_teacher.py' '" + dir_->path().string() + "'";
+    if (std::system(command.c_str()) != 0) script_failed_ = true;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+    delete skip_reason_;
+    skip_reason_ = nullptr;
+  }
+  void SetUp() override {
+    SeededTest::SetUp();
+    if (skip_reason_) GTEST_SKIP() << *skip_reason_;
+    ASSERT_FALSE(script_failed_) << "tests/make_script_teacher.py failed";
+  }
+  static std::string file(const std::string& name) { return dir_->file(name); }
+  /// The input the script used: arange(2 * 784) / (2 * 784) as [2, 1, 28, 28].
+  static torch::Tensor fixed_input() { return (torch::arange(2 * 784, torch::kFloat32) / (2.0 * 784)).view({2, 1, 28, 28}); }
+
+  static TempDir* dir_;
+  static std::string* skip_reason_;
+  static bool script_failed_;
+};
+TempDir* ScriptTeacherTest::dir_ = nullptr;
+std::string* ScriptTeacherTest::skip_reason_ = nullptr;
+bool ScriptTeacherTest::script_failed_ = false;
+
+TEST_F(ScriptTeacherTest, LoadsATorchScriptModuleAndMatchesPython) {
+  const auto path = file("scripted10.pt");
+  auto teacher = distill::load_teacher(path, torch::rand({1, 1, 28, 28}));
+  ASSERT_NE(dynamic_cast<distill::ScriptTeacher*>(teacher.get()), nullptr) << teacher->describe();
+  EXPECT_EQ(teacher->num_classes(), 10);
+  EXPECT_THAT(teacher->describe(), HasSubstr("torchscript"));
+
+  // Python's logits on the fixed input.
+  std::ifstream in(file("expected10.txt"));
+  std::vector<double> values;
+  for (double v; in >> v;) values.push_back(v);
+  ASSERT_EQ(values.size(), 20u);
+  const auto expected = torch::tensor(values, torch::kFloat64).view({2, 10}).to(torch::kFloat32);
+  const auto logits = teacher->logits(fixed_input());
+  EXPECT_FALSE(logits.requires_grad());
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 10}));
+  EXPECT_TRUE(torch::allclose(logits, expected, 1e-5, 1e-6)) << logits << expected;
+
+  // The same from the module's own weights.
+  auto module = torch::jit::load(path);
+  torch::Tensor weight, bias;
+  for (const auto& p : module.named_parameters()) {
+    if (p.name == "1.weight") weight = p.value;
+    if (p.name == "1.bias") bias = p.value;
+  }
+  ASSERT_TRUE(weight.defined() && bias.defined());
+  EXPECT_TRUE(torch::allclose(logits, torch::addmm(bias, fixed_input().flatten(1), weight.t()), 1e-5, 1e-6));
+}
+
+TEST_F(ScriptTeacherTest, ClassCountMismatchWithTheStudentIsAnInputError) {
+  DISTILLERY_REQUIRE_MNIST();
+  auto teacher = distill::load_teacher(file("traced5.pt"), torch::rand({1, 1, 28, 28}));
+  ASSERT_NE(dynamic_cast<distill::ScriptTeacher*>(teacher.get()), nullptr);
+  EXPECT_EQ(teacher->num_classes(), 5);
+
+  TempDir runs;
+  const auto config = Config::parse("name: five\nrun:\n  dir: " + runs.path().string() +
+                                        "\ndata:\n  train_limit: 200\n  test_limit: 100\nmodel:\n  hidden: [16]\n"
+                                        "train:\n  epochs: 1\ndistill:\n  teachers: [" +
+                                        file("traced5.pt") + "]\n",
+                                    "test");
+  const auto message = input_error_message([&] { distill::run_distillation(config); });
+  EXPECT_THAT(message, HasSubstr("traced5.pt"));
+  EXPECT_THAT(message, HasSubstr("5 output classes"));
+  EXPECT_THAT(message, HasSubstr("student has 10"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Teacher cache
+
+/// A linear teacher that counts the rows it runs on.
+class CountingTeacher : public distill::Teacher {
+ public:
+  explicit CountingTeacher(int64_t num_classes) : weight_(torch::randn({784, num_classes}) * 0.2) {}
+  torch::Tensor logits(const torch::Tensor& images) override {
+    rows_ += images.size(0);
+    ++calls_;
+    return reference_logits(images);
+  }
+  torch::Tensor reference_logits(const torch::Tensor& images) const { return images.flatten(1).matmul(weight_); }
+  int64_t num_classes() const override { return weight_.size(1); }
+  std::string describe() const override { return "counting"; }
+  int64_t rows_ = 0, calls_ = 0;
+
+ private:
+  torch::Tensor weight_;
+};
+
+TEST_F(TeacherCacheTest, TeacherRunsOncePerImageAndShift) {
+  const int64_t n = 8, max_shift = 1;
+  const double t = 3.0;
+  const auto dataset = torch::rand({n, 1, 28, 28});
+  CountingTeacher teacher(10);
+  distill::TeacherCache cache(teacher, t, n, max_shift);
+  auto batch = [&](std::vector<int64_t> idx, std::vector<int64_t> shift_pairs) {
+    const auto indices = torch::tensor(idx, torch::kInt64);
+    const auto shifts = torch::tensor(shift_pairs, torch::kInt64).view({-1, 2});
+    const auto images = data::shift_images(dataset.index_select(0, indices), shifts, max_shift);
+    const auto targets = cache.soft_targets(images, indices, shifts);
+    EXPECT_TRUE(torch::allclose(targets, torch::softmax(teacher.reference_logits(images) / t, 1), 1e-6, 1e-7))
+        << "targets of a batch differ from the teacher's";
+    return targets;
+  };
+  // An "epoch" of two batches, seen twice.
+  const std::vector<int64_t> idx_a{0, 1, 2, 3}, shifts_a{0, 0, 1, -1, -1, 0, 1, 1};
+  const std::vector<int64_t> idx_b{4, 5, 6, 7}, shifts_b{0, 1, 0, 0, -1, -1, 1, 0};
+  const auto first_a = batch(idx_a, shifts_a);
+  batch(idx_b, shifts_b);
+  EXPECT_EQ(teacher.rows_, 8);
+  EXPECT_EQ(cache.teacher_rows(), 8);
+  EXPECT_EQ(cache.lookups(), 8);
+  const auto second_a = batch(idx_a, shifts_a);
+  batch(idx_b, shifts_b);
+  EXPECT_EQ(teacher.rows_, 8);  // the second epoch never ran the teacher
+  EXPECT_EQ(teacher.calls_, 2);
+  EXPECT_EQ(cache.teacher_rows(), 8);
+  EXPECT_EQ(cache.lookups(), 16);
+  EXPECT_TRUE(torch::equal(first_a, second_a));
+
+  // A shuffled batch mixing cached rows with a new shift of a cached image: only that row runs, and
+  // every row of the result belongs to its own (image, shift).
+  const auto mixed = batch({3, 0, 2, 0}, {1, 1, 0, 0, -1, 0, 1, 0});  // (0, (1, 0)) is new
+  EXPECT_EQ(teacher.rows_, 9);
+  EXPECT_EQ(cache.teacher_rows(), 9);
+  EXPECT_EQ(cache.lookups(), 20);
+  EXPECT_TRUE(torch::equal(mixed[1], first_a[0]));
+  EXPECT_FALSE(torch::allclose(mixed[3], first_a[0]));  // a different shift of image 0: another entry
+  EXPECT_TRUE(torch::equal(mixed[0], first_a[3]));
+  EXPECT_TRUE(torch::equal(mixed[2], first_a[2]));
+  EXPECT_GT(cache.bytes(), n * 9 * 10 * 4 - 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bias adjustment
+
+TEST_F(BiasTest, MissingClasses) {
+  EXPECT_EQ(distill::missing_classes(torch::tensor({0, 1, 1, 3}, torch::kInt64), 5), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(distill::missing_classes(torch::tensor({2, 1, 0}, torch::kInt64), 3), std::vector<int64_t>{});
+  EXPECT_EQ(distill::missing_classes(torch::tensor({7, 8, 7}, torch::kInt64), 10),
+            (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 9}));
+}
+
+TEST_F(BiasTest, ChoosesAShiftThatRepairsAnUnderPredictedClass) {
+  const int64_t n = 2000, k = 5, missing = 2;
+  const auto labels = torch::randint(0, k, {n}, torch::kInt64);
+  auto logits = torch::randn({n, k}) + 3.0 * torch::one_hot(labels, k).to(torch::kFloat32);
+  auto errors_at = [&](const torch::Tensor& z, double shift) {
+    return (distill::shift_class_logits(z, {missing}, shift).argmax(1) != labels).sum().item<int64_t>();
+  };
+  // A student that never saw class 2 under-predicts it by about 3.
+  const auto biased = distill::shift_class_logits(logits, {missing}, -3.0);
+  const auto choice = distill::choose_bias_shift(biased, labels, {missing});
+  EXPECT_GT(choice.shift, 1.5);
+  EXPECT_LT(choice.shift, 4.5);
+  EXPECT_EQ(choice.validation_errors, errors_at(biased, choice.shift));
+  EXPECT_LT(choice.validation_errors, errors_at(biased, 0.0) - 100);
+  // No other shift on the grid does better.
+  for (double s = 0.0; s <= 20.0; s += 0.5) EXPECT_GE(errors_at(biased, s), choice.validation_errors) << s;
+
+  // Nothing to repair: an unbiased student keeps shift 0 (ties go to the smallest shift)...
+  const auto separable = 10.0 * torch::one_hot(labels, k).to(torch::kFloat32);
+  const auto none_needed = distill::choose_bias_shift(separable, labels, {missing});
+  EXPECT_DOUBLE_EQ(none_needed.shift, 0.0);
+  EXPECT_EQ(none_needed.validation_errors, 0);
+  // ...and so does an empty list of classes.
+  const auto nothing_missing = distill::choose_bias_shift(biased, labels, {});
+  EXPECT_DOUBLE_EQ(nothing_missing.shift, 0.0);
+  EXPECT_EQ(nothing_missing.validation_errors, errors_at(biased, 0.0));
+}
+
+TEST_F(BiasTest, ApplyBiasShiftChangesOnlyThoseBiasEntries) {
+  nn::MLP mlp(nn::MLPOptions().hidden({16}));
+  const auto before = snapshot(*mlp);
+  const auto images = torch::rand({4, 1, 28, 28});
+  mlp->eval();
+  const auto logits_before = mlp->forward(images).detach();
+  distill::apply_bias_shift(*mlp, {2, 7}, 1.5);
+  auto expected_bias = before.at("fc2.bias").clone();
+  expected_bias[2] += 1.5;
+  expected_bias[7] += 1.5;
+  EXPECT_TRUE(torch::allclose(mlp->output_bias(), expected_bias, 0, 1e-6));
+  for (const auto& item : mlp->named_parameters()) {
+    if (item.key() != "fc2.bias") {
+      EXPECT_TRUE(torch::equal(item.value(), before.at(item.key()))) << item.key();
+    }
+  }
+  EXPECT_TRUE(mlp->output_bias().requires_grad());  // still a trainable parameter
+  EXPECT_TRUE(torch::allclose(mlp->forward(images), distill::shift_class_logits(logits_before, {2, 7}, 1.5), 1e-5, 1e-5));
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end on MNIST
+
+/// A run on the first 5000 MNIST training images (jitter 1), tested on the first 2000 test images.
+std::string run_yaml(const std::string& runs_dir, const std::string& name, const std::string& hidden, int64_t epochs,
+                     double lr) {
+  return "name: " + name + "\nrun:\n  dir: " + runs_dir + "\n  log_every_seconds: 1000\n" +
+         "data:\n  train_limit: 5000\n  test_limit: 2000\n  jitter: 1\n" + "model:\n  kind: mlp\n  hidden: " + hidden +
+         "\ntrain:\n  epochs: " + std::to_string(epochs) + "\n  batch_size: 50\n  lr: " + std::to_string(lr) + "\n";
+}
+
+TEST_F(DistillRunTest, DistilledStudentLearnsMnistFromATrainedTeacher) {
+  DISTILLERY_REQUIRE_MNIST();
+  TempDir runs;
+  const auto teacher_run =
+      train::run_training(Config::parse(run_yaml(runs.path().string(), "teacher", "[256, 256]", 4, 0.1), "teacher"));
+  const auto teacher_path = teacher_run.run_dir + "/checkpoint.pt";
+  ASSERT_TRUE(fs::exists(teacher_path));
+  EXPECT_GE(teacher_run.test.accuracy, 0.9);
+  const auto teacher_bytes = read_bytes(teacher_path);
+
+  // (The soft-target gradient is larger than the hard-label one early on: at lr 0.1 with momentum
+  // 0.9 a T = 4 student is erratic on so few steps, hence lr 0.05.)
+  auto config = Config::parse(run_yaml(runs.path().string(), "student", "[64, 64]", 6, 0.05) +
+                                  "distill:\n  temperature: 4\n  teachers: [" + teacher_path + "]\n",
+                              "student");
+  const auto outcome = distill::run_distillation(config);
+  EXPECT_EQ(outcome.test.count, 2000);
+  EXPECT_GE(outcome.test.accuracy, 0.90) << outcome.test.errors << " errors";
+  for (const char* name : {"result.json", "metrics.jsonl", "checkpoint.pt", "config.yaml"}) {
+    EXPECT_TRUE(fs::exists(outcome.run_dir + "/" + name)) << name;
+  }
+  EXPECT_EQ(outcome.teacher, teacher_path);
+  // Six epochs of 5000 lookups; with 9 possible shifts many (image, shift) pairs repeat.
+  EXPECT_EQ(outcome.teacher_lookups, 6 * 5000);
+  EXPECT_LT(outcome.teacher_rows, outcome.teacher_lookups);
+  EXPECT_GE(outcome.teacher_rows, 5000);
+  EXPECT_LE(outcome.teacher_rows, 9 * 5000);
+  EXPECT_FALSE(outcome.bias.has_value());  // no class is missing
+  std::ifstream in(outcome.run_dir + "/result.json");
+  const auto result = json::parse(in);
+  EXPECT_EQ(result.at("test").at("errors").get<int64_t>(), outcome.test.errors);
+  EXPECT_EQ(result.at("teacher_rows").get<int64_t>(), outcome.teacher_rows);
+  EXPECT_DOUBLE_EQ(result.at("temperature").get<double>(), 4.0);
+  // The teacher's checkpoint is untouched by distillation.
+  EXPECT_EQ(read_bytes(teacher_path), teacher_bytes);
+
+  // The same teacher, digit 3 left out of the transfer set: a bias shift for class 3 is chosen on
+  // the validation split.
+  auto omit = Config::parse(run_yaml(runs.path().string(), "omit3", "[64, 64]", 3, 0.05) +
+                                "distill:\n  temperature: 4\n  teachers: [" + teacher_path + "]\n" +
+                                "  paper_bias_shift: 3.5\n",
+                            "omit3");
+  omit.set("data.omit_classes=[3]");
+  omit.set("data.validation=1000");
+  const auto omitted = distill::run_distillation(omit);
+  ASSERT_TRUE(omitted.bias.has_value());
+  const auto& bias = *omitted.bias;
+  EXPECT_EQ(bias.classes, std::vector<int64_t>{3});
+  EXPECT_GE(bias.validation_shift, 0.0);
+  EXPECT_LE(bias.test_after.class_errors(3), omitted.test.class_errors(3));
+  EXPECT_EQ(bias.test_after.count, 2000);
+  ASSERT_TRUE(bias.reference_shift.has_value());
+  EXPECT_DOUBLE_EQ(*bias.reference_shift, 3.5);
+  EXPECT_TRUE(bias.test_at_reference.has_value());
+  EXPECT_TRUE(fs::exists(omitted.run_dir + "/checkpoint-bias-adjusted.pt"));
+  std::ifstream omit_in(omitted.run_dir + "/result.json");
+  const auto omit_result = json::parse(omit_in);
+  ASSERT_TRUE(omit_result.contains("bias"));
+  EXPECT_EQ(omit_result.at("bias").at("classes"), json::array({3}));
+  // The saved adjusted model is the student with the shift in its class-3 bias.
+  const auto adjusted = train::load_model(omitted.run_dir + "/checkpoint-bias-adjusted.pt");
+  EXPECT_TRUE(torch::allclose(adjusted.model->output_bias(), omitted.student->output_bias()));
+  const auto unadjusted = train::load_model(omitted.run_dir + "/checkpoint.pt");
+  EXPECT_NEAR((adjusted.model->output_bias() - unadjusted.model->output_bias())[3].item<double>(), bias.validation_shift,
+              1e-5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hinton2015 experiment (profile "test")
+
+TEST_F(DistillRunTest, Hinton2015SmokeProfileRunsAndResumes) {
+  DISTILLERY_REQUIRE_MNIST();
+  TempDir dir;
+  experiments::ExperimentOptions options;
+  options.profile = "test";
+  options.configs_dir = std::string(DISTILLERY_SOURCE_DIR) + "/configs";
+  options.runs_dir = dir.file("runs");
+  options.results_path = dir.file("results/hinton2015.json");
+  options.command = "test";
+  options.overrides = {"run.log_every_seconds=1000"};
+
+  const auto start = std::chrono::steady_clock::now();
+  const auto results = experiments::run_hinton2015(options);
+  const double first_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  RecordProperty("first_run_seconds", std::to_string(first_seconds));
+
+  std::vector<std::string> ids;
+  for (const auto& row : results.at("rows")) ids.push_back(row.at("id").get<std::string>());
+  for (const char* id : {"teacher", "student_hard", "student_distilled", "omit3_errors"}) {
+    EXPECT_NE(std::find(ids.begin(), ids.end(), id), ids.end()) << id;
+  }
+  ASSERT_TRUE(fs::exists(options.results_path));
+  std::ifstream in(options.results_path);
+  const auto written = json::parse(in);
+  EXPECT_EQ(written.at("rows"), results.at("rows"));
+  EXPECT_EQ(written.at("profile"), "test");
+
+  const std::string root = options.runs_dir + "/hinton2015-test";
+  const auto html = read_bytes(root + "/report.html");
+  EXPECT_THAT(html, HasSubstr("<table"));
+  EXPECT_THAT(html, HasSubstr("<svg"));
+  EXPECT_TRUE(fs::exists(root + "/results.json"));
+
+  // Running again reuses every finished sub-run.
+  const auto teacher_result = root + "/teacher/result.json", omit_result = root + "/omit3/result.json";
+  const auto teacher_time = fs::last_write_time(teacher_result), omit_time = fs::last_write_time(omit_result);
+  const auto again_start = std::chrono::steady_clock::now();
+  const auto again = experiments::run_hinton2015(options);
+  const double second_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - again_start).count();
+  RecordProperty("second_run_seconds", std::to_string(second_seconds));
+  EXPECT_EQ(fs::last_write_time(teacher_result), teacher_time);
+  EXPECT_EQ(fs::last_write_time(omit_result), omit_time);
+  EXPECT_EQ(again.at("rows"), results.at("rows"));
+  EXPECT_LT(second_seconds, first_seconds / 3) << first_seconds << " s, then " << second_seconds << " s";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report helpers
+
+TEST_F(ReportTest, ResultsMarkdownHasARowPerMeasurement) {
+  const json results = {{"experiment", "demo"},
+                        {"title", "A demo experiment"},
+                        {"profile", "quick"},
+                        {"command", "distillery experiment demo"},
+                        {"git_revision", "abc123"},
+                        {"machine", {{"cpu", "Test CPU"}, {"cores", 2}}},
+                        {"date", "2024-01-01"},
+                        {"seconds", 12.0},
+                        {"rows",
+                         {{{"id", "a"}, {"what", "teacher errors"}, {"paper", 67}, {"ours", 71}, {"unit", "errors"}},
+                          {{"id", "b"}, {"what", "3s right"}, {"paper", 98.6}, {"ours", 97.26}, {"unit", "%"}},
+                          {{"id", "c"}, {"what", "bias shift"}, {"paper", nullptr}, {"ours", 3.25}, {"unit", "shift"}}}},
+                        {"notes", json::array({"a note"})}};
+  const auto page = report::render_results_markdown({results});
+  EXPECT_THAT(page, HasSubstr("## A demo experiment (profile quick)"));
+  EXPECT_THAT(page, HasSubstr("`distillery experiment demo`"));
+  EXPECT_THAT(page, HasSubstr("abc123"));
+  EXPECT_THAT(page, HasSubstr("| measurement | paper / target | ours |"));
+  EXPECT_THAT(page, HasSubstr("| teacher errors | 67 | 71 |"));
+  EXPECT_THAT(page, HasSubstr("| 3s right | 98.6% | 97.3% |"));
+  EXPECT_THAT(page, HasSubstr("| bias shift | - | 3.25 |"));
+  EXPECT_THAT(page, HasSubstr("- a note"));
+
+  EXPECT_EQ(report::format_result_value(nullptr, "errors"), "-");
+  EXPECT_EQ(report::format_result_value(42, "errors"), "42");
+  EXPECT_EQ(report::format_result_value(12.345, "%"), "12.3%");
+  EXPECT_EQ(report::format_result_value(1.5, "x"), "1.50x");
+
+  // write_results_page reads the folder's JSON files in name order.
+  TempDir dir;
+  report::write_file_atomic(dir.file("b.json"), json{{"title", "Second"}, {"rows", json::array()}}.dump());
+  report::write_file_atomic(dir.file("a.json"), results.dump());
+  report::write_results_page(dir.path().string(), dir.file("RESULTS.md"));
+  const auto written = read_bytes(dir.file("RESULTS.md"));
+  EXPECT_LT(written.find("A demo experiment"), written.find("## Second"));
+  write_bytes(dir.file("c.json"), "{ not json");
+  EXPECT_THAT(input_error_message([&] { report::write_results_page(dir.path().string(), dir.file("R.md")); }),
+              HasSubstr("c.json"));
+}
+
+TEST_F(ReportTest, EscapeHtml) {
+  EXPECT_EQ(report::escape_html("<a href=\"x\">Tom & Jerry</a>"),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&lt;/a&gt;");
+  EXPECT_EQ(report::escape_html("plain text"), "plain text");
+  report::HtmlReport page("t<1>");
+  page.table({{"a&b", "c"}, {"<x>", "1"}});
+  const auto html = page.html();
+  EXPECT_THAT(html, HasSubstr("<table"));
+  EXPECT_THAT(html, HasSubstr("a&amp;b"));
+  EXPECT_THAT(html, HasSubstr("&lt;x&gt;"));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("<x>")));
+}
+
+TEST_F(ReportTest, Base64KnownVectors) {
+  EXPECT_EQ(report::base64(""), "");
+  EXPECT_EQ(report::base64("f"), "Zg==");
+  EXPECT_EQ(report::base64("fo"), "Zm8=");
+  EXPECT_EQ(report::base64("foo"), "Zm9v");
+  EXPECT_EQ(report::base64("foob"), "Zm9vYg==");
+  EXPECT_EQ(report::base64("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(report::base64("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(report::base64(std::string("\xff\xfe\x00", 3)), "//4A");
+}
+
+TEST_F(ReportTest, ImageGridShapeAndPlacement) {
+  const int64_t n = 5, h = 4, w = 6, columns = 3, pad = 2;
+  const auto images = torch::rand({n, 1, h, w});
+  const auto grid = report::image_grid(images, columns, pad, 0.25);
+  EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{1, 2 * (h + pad) + pad, 3 * (w + pad) + pad}));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t y = pad + (i / columns) * (h + pad), x = pad + (i % columns) * (w + pad);
+    EXPECT_TRUE(torch::equal(grid.slice(1, y, y + h).slice(2, x, x + w), images[i])) << i;
+  }
+  EXPECT_FLOAT_EQ(grid[0][0][0].item<float>(), 0.25f);  // padding
+  const int64_t y5 = pad + (h + pad), x5 = pad + 2 * (w + pad);  // the empty sixth cell
+  EXPECT_TRUE(torch::all(grid.slice(1, y5, y5 + h).slice(2, x5, x5 + w) == 0.25f).item<bool>());
+  // Colour images keep their channels; fewer images than columns make one short row.
+  EXPECT_EQ(report::image_grid(torch::rand({2, 3, 5, 5}), 8, 1).sizes(), (std::vector<int64_t>{3, 7, 13}));
+}
+
+}  // namespace
+}  // namespace distillery::testing
