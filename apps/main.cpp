@@ -9,6 +9,7 @@
 #include "distillery/distill/codistill.h"
 #include "distillery/distill/distiller.h"
 #include "distillery/distill/distributed.h"
+#include "distillery/experiments/codistill.h"
 #include "distillery/experiments/hinton2015.h"
 #include "distillery/report/results_page.h"
 #include "distillery/error.h"
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
   auto* experiment = app.add_subcommand("experiment", "run a paper's experiments and compare with its figures");
   std::string experiment_name;
   distillery::experiments::ExperimentOptions experiment_options;
-  experiment->add_option("name", experiment_name, "experiment: hinton2015")->required();
+  experiment->add_option("name", experiment_name, "experiment: hinton2015 | codistill")->required();
   experiment->add_option("--profile", experiment_options.profile,
                          "quick (minutes, what `make demo` runs) or paper (the full reproduction, about an hour)");
   experiment->add_option("--configs", experiment_options.configs_dir, "folder of experiment configs");
@@ -143,12 +144,16 @@ int main(int argc, char** argv) {
       }
       std::cout << "run folder: " << outcome.run_dir << "\n";
     } else if (experiment->parsed()) {
-      if (experiment_name != "hinton2015") {
-        throw distillery::InputError("experiment: unknown experiment '" + experiment_name + "' (known: hinton2015)");
-      }
       if (!data_dir.empty()) experiment_options.data_dir = data_dir;
       for (int i = 0; i < argc; ++i) experiment_options.command += (i ? " " : "") + std::string(argv[i]);
-      distillery::experiments::run_hinton2015(experiment_options);
+      experiment_options.executable = "/proc/self/exe";
+      if (experiment_name == "hinton2015") {
+        distillery::experiments::run_hinton2015(experiment_options);
+      } else if (experiment_name == "codistill") {
+        distillery::experiments::run_codistill_study(experiment_options);
+      } else {
+        throw distillery::InputError("experiment: unknown experiment '" + experiment_name + "' (known: hinton2015, codistill)");
+      }
     } else if (codistill->parsed()) {
       auto config = load_config(codistill_config, codistill_sets, data_dir);
       if (codistill_peers > 0) config.set("codistill.peers", std::to_string(codistill_peers));

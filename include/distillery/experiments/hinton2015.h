@@ -17,6 +17,7 @@ struct ExperimentOptions {
   bool fresh = false;                  // rerun sub-runs that already have a result
   std::string results_path;            // write the machine-readable results here (empty: don't)
   std::string command;                 // the command line, recorded with the results
+  std::string executable;              // the distillery binary, for studies that start workers
 };
 
 /// Runs every experiment of the paper (teacher, hard-label student, distilled student, digit 3
