@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <csignal>
 #include <iostream>
 
 #include "distillery/config.h"
@@ -11,7 +13,9 @@
 #include "distillery/distill/distributed.h"
 #include "distillery/experiments/codistill.h"
 #include "distillery/experiments/hinton2015.h"
+#include "distillery/data/image_input.h"
 #include "distillery/report/results_page.h"
+#include "distillery/report/run_report.h"
 #include "distillery/error.h"
 #include "distillery/system.h"
 #include "distillery/train/checkpoint.h"
@@ -21,6 +25,10 @@
 namespace {
 
 using distillery::Config;
+
+// Set by SIGINT/SIGTERM; the trainer checkpoints and returns at the next step.
+std::atomic<bool> stop_requested{false};
+void request_stop(int) { stop_requested = true; }
 
 constexpr const char* kExitCodes =
     "\nExit codes: 0 success, 1 the run failed, 2 bad usage or bad input (data, config, checkpoint).";
@@ -105,6 +113,24 @@ int main(int argc, char** argv) {
       "RUN/result.json, naming any peer that was lost.\n\nConfig keys:\n" +
       Config::describe_keys() + kExitCodes);
 
+  // predict
+  auto* predict = app.add_subcommand("predict", "class probabilities of a checkpoint for image files (PNG, PGM, JPEG, BMP)");
+  std::string predict_checkpoint;
+  std::vector<std::string> predict_images;
+  double predict_temperature = 1.0;
+  predict->add_option("--checkpoint", predict_checkpoint, "checkpoint.pt")->required();
+  predict->add_option("images", predict_images, "image files of any size: resized and centred like MNIST")->required();
+  predict->add_option("--temperature,-T", predict_temperature, "soften the distribution to show the model's dark knowledge")
+      ->check(CLI::PositiveNumber);
+
+  // report and compare
+  auto* report = app.add_subcommand("report", "write RUN_DIR/report.html (config, results, curves, confusion matrix)");
+  std::string report_dir;
+  report->add_option("run_dir", report_dir, "a run folder")->required();
+  auto* compare = app.add_subcommand("compare", "one table of the final metrics of several runs");
+  std::vector<std::string> compare_dirs;
+  compare->add_option("run_dirs", compare_dirs, "run folders")->required();
+
   // results
   auto* results = app.add_subcommand("results", "regenerate docs/RESULTS.md from docs/results/*.json");
   std::string results_folder = "docs/results", results_output = "docs/RESULTS.md";
@@ -118,18 +144,20 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
   try {
     distillery::check_blas_speed();
     if (train->parsed()) {
       const auto config = load_config(train_config, train_sets, data_dir);
-      const auto outcome = distillery::train::run_training(config);
+      const auto outcome = distillery::train::run_training(config, &stop_requested);
       print_eval(outcome.test);
       std::cout << "run folder: " << outcome.run_dir << "\n";
     } else if (distill->parsed()) {
       auto config = load_config(distill_config, distill_sets, data_dir);
       config.set("distill.teachers", "[" + distill_teachers + "]");
       if (distill_temperature != 0) config.set("distill.temperature", std::to_string(distill_temperature));
-      const auto outcome = distillery::distill::run_distillation(config);
+      const auto outcome = distillery::distill::run_distillation(config, &stop_requested);
       std::cout << "teacher: " << outcome.teacher << "\n";
       print_eval(outcome.test);
       if (outcome.bias) {
@@ -184,6 +212,21 @@ int main(int argc, char** argv) {
                                  outcome.bytes_per_step, outcome.allreduce_bytes_per_step);
         std::cout << "run folder: " << outcome.run_dir << "\n";
       }
+    } else if (predict->parsed()) {
+      auto loaded = distillery::train::load_model(predict_checkpoint);
+      for (const auto& path : predict_images) {
+        auto image = distillery::data::load_image_like_mnist(path, loaded.meta.spec.image_size).unsqueeze(0);
+        auto probs = distillery::train::predict_logits(*loaded.model, image).div(predict_temperature).softmax(1)[0];
+        std::cout << path << ": predicted " << probs.argmax().item<int64_t>() << " (T = " << predict_temperature << ")\n";
+        for (int64_t c = 0; c < probs.size(0); ++c) {
+          const double p = probs[c].item<double>();
+          std::cout << fmt::format("  {:>2} {:8.5f} {}\n", c, p, std::string(static_cast<size_t>(p * 50 + 0.5), '#'));
+        }
+      }
+    } else if (report->parsed()) {
+      std::cout << "wrote " << distillery::report::write_run_report(report_dir) << "\n";
+    } else if (compare->parsed()) {
+      std::cout << distillery::report::compare_runs(compare_dirs);
     } else if (results->parsed()) {
       distillery::report::write_results_page(results_folder, results_output);
       std::cout << "wrote " << results_output << "\n";

@@ -56,6 +56,7 @@ const std::vector<KeySpec>& schema() {
       {"train.lr_decay", Kind::Double, "0.95", 1e-6, 1, "", "per-epoch factor of the exponential schedule"},
       {"train.seed", Kind::Int, "1", 0, 9.0e15, "", "seed of initialisation, shuffling, jitter and dropout"},
       {"train.checkpoint_every", Kind::Int, "0", 0, kInf, "", "also checkpoint every N steps (0: at each epoch end only)"},
+      {"train.on_nonfinite", Kind::String, "stop", 0, 0, "stop|skip", "a NaN or Inf loss stops the run (keeping the last checkpoint) or skips its batch"},
       {"train.threads", Kind::Int, "0", 0, 1024, "", "intra-op threads (0: LibTorch's default)"},
       {"distill.teachers", Kind::StringList, "[]", 0, 0, "", "teacher checkpoints or TorchScript files (several: an ensemble)"},
       {"distill.ensemble", Kind::String, "probs", 0, 0, "probs|logits", "how an ensemble combines its members"},

@@ -5,6 +5,7 @@
 #include "distillery/distill/bias_adjustment.h"
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
+#include "distillery/report/run_report.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/run.h"
 
@@ -27,7 +28,7 @@ nlohmann::json BiasReport::to_json() const {
   return json;
 }
 
-DistillOutcome run_distillation(const Config& config) {
+DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* stop_requested) {
   train::apply_thread_config(config);
   const auto run_data = train::load_run_data(config);
   DistillOutcome outcome;
@@ -48,6 +49,7 @@ DistillOutcome run_distillation(const Config& config) {
   auto options = train::train_options_from_config(config);
   options.run_dir = outcome.run_dir;
   options.label = config.get_string("name");
+  options.stop_requested = stop_requested;
   std::unique_ptr<TeacherCache> cache;
   if (config.get_bool("distill.cache")) {
     cache = std::make_unique<TeacherCache>(*teacher, loss_options.temperature(), run_data.train.size(), options.jitter);
@@ -60,6 +62,10 @@ DistillOutcome run_distillation(const Config& config) {
   outcome.train = train::fit(*outcome.student, spec, run_data.train, &run_data.test,
                              make_distillation_objective(*teacher, cache.get(), loss_options), options,
                              {{"teacher", outcome.teacher}});
+  if (!outcome.train.completed) {
+    throw std::runtime_error(fmt::format("{}: interrupted at step {}; the same command resumes from {}/checkpoint.pt",
+                                         options.label, outcome.train.steps, outcome.run_dir));
+  }
   outcome.test = outcome.train.final_eval.value_or(train::evaluate(*outcome.student, run_data.test));
   if (cache) outcome.teacher_rows = cache->teacher_rows(), outcome.teacher_lookups = cache->lookups();
 
@@ -101,6 +107,7 @@ DistillOutcome run_distillation(const Config& config) {
                            {"teacher_lookups", outcome.teacher_lookups}};
   if (outcome.bias) result["bias"] = outcome.bias->to_json();
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
+  report::write_run_report(outcome.run_dir);
   return outcome;
 }
 

@@ -24,7 +24,7 @@ namespace {
 
 std::vector<std::string> profile_overrides(const std::string& profile) {
   if (profile == "paper") return {};
-  if (profile == "quick") return {"train.epochs=4", "data.train_limit=20000", "codistill.exchange_every=25", "codistill.burn_in=50"};
+  if (profile == "quick") return {"train.epochs=15", "data.train_limit=20000", "codistill.exchange_every=50", "codistill.burn_in=100"};
   if (profile == "test") return {"train.epochs=1", "data.train_limit=2000", "data.test_limit=1000", "model.hidden=[64]"};
   throw InputError("--profile: unknown profile '" + profile + "' (known: quick, paper)");
 }

@@ -6,6 +6,7 @@
 
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
+#include "distillery/report/run_report.h"
 
 namespace distillery::train {
 
@@ -54,7 +55,7 @@ void apply_thread_config(const Config& config) {
   if (const auto threads = config.get_int("train.threads"); threads > 0) torch::set_num_threads(threads);
 }
 
-RunOutcome run_training(const Config& config) {
+RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requested) {
   apply_thread_config(config);
   const auto run_data = load_run_data(config);
   RunOutcome outcome;
@@ -66,9 +67,14 @@ RunOutcome run_training(const Config& config) {
   auto options = train_options_from_config(config);
   options.run_dir = outcome.run_dir;
   options.label = config.get_string("name");
+  options.stop_requested = stop_requested;
   spdlog::info("{}: {} ({} parameters) on {} training images, {} epochs", options.label, spec.kind,
                outcome.num_parameters, run_data.train.size(), options.epochs);
   outcome.train = fit(*outcome.model, spec, run_data.train, &run_data.test, cross_entropy_objective, options);
+  if (!outcome.train.completed) {
+    throw std::runtime_error(fmt::format("{}: interrupted at step {}; the same command resumes from {}/checkpoint.pt",
+                                         options.label, outcome.train.steps, outcome.run_dir));
+  }
   outcome.test = outcome.train.final_eval.value_or(evaluate(*outcome.model, run_data.test));
   nlohmann::json result = {{"name", options.label},
                            {"test", outcome.test.to_json()},
@@ -77,6 +83,7 @@ RunOutcome run_training(const Config& config) {
                            {"samples_per_second", outcome.train.samples_per_second},
                            {"parameters", outcome.num_parameters}};
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
+  report::write_run_report(outcome.run_dir);
   return outcome;
 }
 

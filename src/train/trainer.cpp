@@ -30,6 +30,7 @@ TrainOptions train_options_from_config(const Config& config) {
   options.checkpoint_every = config.get_int("train.checkpoint_every");
   options.resume = config.get_bool("run.resume");
   options.log_every_seconds = config.get_double("run.log_every_seconds");
+  options.skip_nonfinite = config.get_string("train.on_nonfinite") == "skip";
   return options;
 }
 
@@ -124,17 +125,20 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
   const auto start = std::chrono::steady_clock::now();
   report::Progress progress(options.label, (total_steps - step) * options.batch_size, options.log_every_seconds);
   model.train();
-  double epoch_loss = 0.0;
-  int64_t epoch_batches = 0;
+  double epoch_loss = 0.0, train_seconds = 0.0;
+  int64_t epoch_batches = 0, trained_samples = 0;
   BatchStream batches(train_set, options.batch_size, options.jitter, options.seed);
   for (; step < total_steps; ++step) {
-    if (options.stop_after_step > 0 && step >= options.stop_after_step) {
+    const bool interrupted = options.stop_requested && options.stop_requested->load();
+    if ((options.stop_after_step > 0 && step >= options.stop_after_step) || interrupted) {
+      if (interrupted) spdlog::warn("{}: stopping at step {}; the checkpoint lets the same command resume", options.label, step);
       save(step);
       progress.finish();
       result.steps = step;
       return result;
     }
     const int64_t epoch = step / steps_per_epoch;
+    const auto step_start = std::chrono::steady_clock::now();
     const Batch batch = batches.batch(step);
 
     const double lr = scheduled_lr(options, step, steps_per_epoch, total_steps);
@@ -142,6 +146,11 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
     optimizer->zero_grad();
     auto loss = objective(batch, model.forward(batch.images));
     const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value) && options.skip_nonfinite) {
+      spdlog::warn("{}: loss is {} at step {}; batch skipped", options.label, loss_value, step);
+      ++result.skipped_batches;
+      continue;
+    }
     if (!std::isfinite(loss_value)) {
       throw std::runtime_error(fmt::format("{}: loss is {} at step {} (epoch {}); stopped, the last good checkpoint is kept{}",
                                            options.label, loss_value, step, epoch + 1,
@@ -152,6 +161,9 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
     model.after_step();
     epoch_loss += loss_value;
     ++epoch_batches;
+    // Throughput counts the steps only: evaluation and checkpoints are timed apart.
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    trained_samples += batch.indices.size(0);
     progress.advance(batch.indices.size(0), fmt::format("epoch {}/{} loss {:.4f}", epoch + 1, options.epochs, loss_value));
 
     const bool epoch_end = (step + 1) % steps_per_epoch == 0;
@@ -159,7 +171,7 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
     if (epoch_end) {
       nlohmann::json record = {{"kind", "epoch"}, {"label", options.label}, {"epoch", epoch + 1}, {"step", step + 1},
                                {"loss", epoch_loss / std::max<int64_t>(epoch_batches, 1)}, {"lr", lr},
-                               {"samples_per_second", progress.samples_per_second()}};
+                               {"samples_per_second", trained_samples / std::max(train_seconds, 1e-9)}};
       if (eval_set && eval_set->size() > 0) {
         const auto eval = evaluate(model, *eval_set);
         record["test_errors"] = eval.errors;
@@ -175,7 +187,7 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
   result.steps = step;
   result.completed = true;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  result.samples_per_second = progress.samples_per_second();
+  result.samples_per_second = trained_samples / std::max(train_seconds, 1e-9);
   if (eval_set && eval_set->size() > 0) result.final_eval = evaluate(model, *eval_set);
   model.train();
   return result;

@@ -44,6 +44,6 @@ struct DistillOutcome {
 /// `distillery distill`: trains the configured student on the transfer set (data.*) towards the
 /// teachers in distill.teachers, then adjusts biases of missing classes when asked. Writes the
 /// run folder (config.yaml, metrics.jsonl, checkpoint.pt, result.json).
-DistillOutcome run_distillation(const Config& config);
+DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* stop_requested = nullptr);
 
 }  // namespace distillery::distill

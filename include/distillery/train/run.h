@@ -35,7 +35,8 @@ struct RunOutcome {
 
 /// `distillery train`: trains the configured model and writes the run folder
 /// (config.yaml, metrics.jsonl, checkpoint.pt, result.json).
-RunOutcome run_training(const Config& config);
+/// `stop_requested`, when given, ends the run early with a checkpoint (see TrainOptions).
+RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requested = nullptr);
 
 /// Sets LibTorch's intra-op thread count from train.threads (0 keeps the default).
 void apply_thread_config(const Config& config);

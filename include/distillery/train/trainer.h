@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -34,6 +35,10 @@ struct TrainOptions {
   int64_t stop_after_step = 0;      // > 0: checkpoint and return once this step is reached
   double log_every_seconds = 10.0;
   std::string label = "train";
+  bool skip_nonfinite = false;      // a NaN/Inf loss skips its batch instead of stopping the run
+  /// When set and it becomes true (for example from a SIGINT handler), the run checkpoints and
+  /// returns with completed = false.
+  const std::atomic<bool>* stop_requested = nullptr;
 };
 
 /// Reads train.* and data.jitter from a config.
@@ -72,7 +77,8 @@ torch::Tensor cross_entropy_objective(const Batch& batch, const torch::Tensor& l
 
 struct TrainResult {
   int64_t steps = 0;
-  bool completed = false;  // false when stopped early by stop_after_step
+  bool completed = false;  // false when stopped early (stop_after_step or stop_requested)
+  int64_t skipped_batches = 0;  // batches skipped for a non-finite loss
   double seconds = 0.0;
   double samples_per_second = 0.0;
   std::optional<EvalResult> final_eval;  // on eval_set, when given

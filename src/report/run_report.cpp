@@ -1,0 +1,101 @@
+#include "distillery/report/run_report.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "distillery/error.h"
+#include "distillery/report/html.h"
+#include "distillery/report/metrics.h"
+
+namespace distillery::report {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json read_result(const std::string& run_dir) {
+  const std::string path = run_dir + "/result.json";
+  std::ifstream in(path);
+  if (!in) throw InputError(run_dir + ": not a finished run folder (no result.json)");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw InputError(path + ": not valid JSON: " + e.what());
+  }
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+std::string write_run_report(const std::string& run_dir) {
+  if (!fs::is_directory(run_dir)) throw InputError(run_dir + ": run folder does not exist");
+  const json result = read_result(run_dir);
+  HtmlReport page("distillery run: " + result.value("name", fs::path(run_dir).filename().string()));
+  page.heading("Result");
+  std::vector<std::vector<std::string>> rows = {{"measurement", "value"}};
+  if (result.contains("test")) {
+    const auto& test = result.at("test");
+    rows.push_back({"test errors", fmt::format("{} of {}", test.at("errors").get<int64_t>(), test.at("count").get<int64_t>())});
+    rows.push_back({"test accuracy", fmt::format("{:.2f}%", 100.0 * test.at("accuracy").get<double>())});
+  }
+  for (const char* key : {"teacher", "temperature", "steps", "seconds", "samples_per_second", "parameters", "teacher_rows", "teacher_lookups"}) {
+    if (result.contains(key)) {
+      const auto& v = result.at(key);
+      rows.push_back({key, v.is_string() ? v.get<std::string>() : v.is_number_float() ? fmt::format("{:.4g}", v.get<double>()) : v.dump()});
+    }
+  }
+  page.table(rows);
+  const std::string metrics_path = run_dir + "/metrics.jsonl";
+  if (fs::exists(metrics_path)) {
+    Series errors{"test errors", {}, {}}, loss{"training loss", {}, {}};
+    for (const auto& record : read_metrics(metrics_path)) {
+      if (record.value("kind", "") != "epoch") continue;
+      const double epoch = record.at("epoch").get<double>();
+      if (record.contains("test_errors")) errors.x.push_back(epoch), errors.y.push_back(record.at("test_errors").get<double>());
+      if (record.contains("loss")) loss.x.push_back(epoch), loss.y.push_back(record.at("loss").get<double>());
+    }
+    page.heading("Training curves");
+    page.line_chart("test errors after each epoch", "epoch", "test errors", {errors});
+    page.line_chart("mean training loss per epoch", "epoch", "loss", {loss});
+  }
+  if (result.contains("test") && result.at("test").contains("confusion")) {
+    const auto cells = result.at("test").at("confusion").get<std::vector<int64_t>>();
+    const auto k = static_cast<int64_t>(std::lround(std::sqrt(double(cells.size()))));
+    page.heading("Confusion matrix");
+    page.confusion("test set", torch::tensor(cells, torch::kInt64).view({k, k}));
+  }
+  if (fs::exists(run_dir + "/config.yaml")) {
+    page.heading("Config");
+    page.preformatted(read_text(run_dir + "/config.yaml"));
+  }
+  const std::string path = run_dir + "/report.html";
+  page.save(path);
+  return path;
+}
+
+std::string compare_runs(const std::vector<std::string>& run_dirs) {
+  std::string table = "| run | test errors | accuracy | steps | seconds | samples/s | parameters |\n"
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const auto& dir : run_dirs) {
+    const json r = read_result(dir);
+    const json test = r.value("test", json::object());
+    table += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", dir, test.contains("errors") ? test.at("errors").dump() : "-",
+                         test.contains("accuracy") ? fmt::format("{:.2f}%", 100.0 * test.at("accuracy").get<double>()) : "-",
+                         r.value("steps", int64_t{0}), fmt::format("{:.1f}", r.value("seconds", 0.0)),
+                         fmt::format("{:.0f}", r.value("samples_per_second", 0.0)), r.value("parameters", int64_t{0}));
+  }
+  return table;
+}
+
+}  // namespace distillery::report

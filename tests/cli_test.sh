@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# End-to-end checks of the distillery executable: exit codes, run folders, co-distillation over
+# Gloo with a peer killed mid-run, prediction on an image file.
+set -uo pipefail
+exe=$1 source=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+check() {  # check NAME EXPECTED_CODE COMMAND...
+  local name=$1 expected=$2; shift 2
+  "$@" >"$work/out.txt" 2>&1
+  local code=$?
+  if [ "$code" != "$expected" ]; then
+    echo "FAIL $name: exit code $code, expected $expected"; sed 's/^/  | /' "$work/out.txt" | tail -15
+    failures=$((failures + 1))
+  else
+    echo "ok   $name"
+  fi
+}
+contains() {  # contains NAME TEXT FILE
+  if grep -q -- "$2" "$3"; then echo "ok   $1"; else echo "FAIL $1: '$2' not in $3"; failures=$((failures + 1)); fi
+}
+
+check "help" 0 "$exe" --help
+check "unknown subcommand is bad usage" 2 "$exe" frobnicate
+check "unknown config key is bad input" 2 "$exe" train --set train.lr_rate=0.1
+contains "unknown key names the nearest key" "did you mean 'train.lr'" "$work/out.txt"
+check "missing checkpoint is bad input" 2 "$exe" eval --checkpoint "$work/none.pt"
+check "temperature <= 0 is bad input" 2 "$exe" distill --teacher "$work/none.pt" --set distill.temperature=0
+tiny=(--set run.dir="$work/runs" --set data.train_limit=2000 --set data.test_limit=500 --set "model.hidden=[64]"
+      --set train.epochs=1 --set train.threads=1)
+check "train a tiny MLP" 0 "$exe" train --config "$source/configs/mlp/quick.yaml" "${tiny[@]}" --set name=tiny
+for f in config.yaml metrics.jsonl checkpoint.pt result.json report.html; do
+  [ -f "$work/runs/tiny/$f" ] && echo "ok   run folder has $f" || { echo "FAIL run folder lacks $f"; failures=$((failures + 1)); }
+done
+check "eval the checkpoint" 0 "$exe" eval --checkpoint "$work/runs/tiny/checkpoint.pt"
+contains "eval prints errors" "test errors:" "$work/out.txt"
+check "architecture mismatch on resume is bad input" 2 "$exe" train --config "$source/configs/mlp/quick.yaml" "${tiny[@]}" \
+  --set name=tiny --set "model.hidden=[32]"
+contains "mismatch names the tensor and shapes" "in the checkpoint but" "$work/out.txt"
+check "compare runs" 0 "$exe" compare "$work/runs/tiny"
+# A 28x28 PGM of a vertical bar (a "1").
+{ printf 'P2\n28 28\n255\n'; for y in $(seq 0 27); do for x in $(seq 0 27); do
+    if [ "$x" -ge 12 ] && [ "$x" -le 15 ] && [ "$y" -ge 4 ] && [ "$y" -le 23 ]; then printf '255 '; else printf '0 '; fi
+  done; printf '\n'; done; } > "$work/one.pgm"
+check "predict an image file" 0 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" -T 4 "$work/one.pgm"
+contains "predict prints the class" "predicted" "$work/out.txt"
+check "predict a missing image is bad input" 2 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" "$work/missing.png"
+# Three workers over Gloo on 127.0.0.1; rank 2 dies at step 12; the others must finish.
+check "codistill with a peer killed mid-run" 0 timeout 300 "$exe" codistill --config "$source/configs/codistill/mlp-2peers.yaml" \
+  --procs 3 "${tiny[@]}" --set name=fault --set codistill.exchange_every=5 --set codistill.burn_in=0 \
+  --set codistill.fault_rank=2 --set codistill.fault_exit_step=12 --set codistill.timeout=20
+contains "the report names the lost peer" '"lost_peers": \[' "$work/runs/fault/result.json"
+grep -A2 '"lost_peers"' "$work/runs/fault/result.json" | grep -q '2' && echo "ok   peer 2 is the lost one" \
+  || { echo "FAIL peer 2 not reported lost"; failures=$((failures + 1)); }
+[ -f "$work/runs/fault/peer-0/result.json" ] && [ -f "$work/runs/fault/peer-1/result.json" ] && echo "ok   survivors finished" \
+  || { echo "FAIL survivors did not finish"; failures=$((failures + 1)); }
+
+echo "cli checks: $failures failed"
+exit $(( failures > 0 ))
