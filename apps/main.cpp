@@ -8,15 +8,15 @@
 
 #include "distillery/config.h"
 #include "distillery/data/dataset.h"
+#include "distillery/data/image_input.h"
 #include "distillery/distill/codistill.h"
 #include "distillery/distill/distiller.h"
 #include "distillery/distill/distributed.h"
+#include "distillery/error.h"
 #include "distillery/experiments/codistill.h"
 #include "distillery/experiments/hinton2015.h"
-#include "distillery/data/image_input.h"
 #include "distillery/report/results_page.h"
 #include "distillery/report/run_report.h"
-#include "distillery/error.h"
 #include "distillery/system.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/evaluate.h"
@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
     } else if (distill->parsed()) {
       auto config = load_config(distill_config, distill_sets, data_dir);
       config.set("distill.teachers", "[" + distill_teachers + "]");
-      if (distill_temperature != 0) config.set("distill.temperature", std::to_string(distill_temperature));
+      if (distill->count("--temperature") > 0) config.set("distill.temperature", fmt::format("{}", distill_temperature));
       const auto outcome = distillery::distill::run_distillation(config, &stop_requested);
       std::cout << "teacher: " << outcome.teacher << "\n";
       print_eval(outcome.test);
