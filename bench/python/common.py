@@ -4,6 +4,7 @@ These are what a user would write in Python for the same work as distillery; the
 algorithms (batched shifts, the same MLP), so a speed ratio compares front ends over the same
 LibTorch kernels (Debian's python3-torch is the same torch version as libtorch-dev).
 """
+import argparse
 import math
 import os
 import struct
@@ -76,6 +77,29 @@ def test_errors(model, x, y):
         errors = sum(int((model(x[i:i + 1000]).argmax(1) != y[i:i + 1000]).sum()) for i in range(0, len(y), 1000))
     model.train()
     return errors
+
+
+def epoch_end(model, optimizer, tx, ty, checkpoint):
+    """What `distillery train` / `distill` do at the end of every epoch, inside their timed loop:
+    evaluate on the test set and write a checkpoint (model and optimizer state, written to a
+    temporary file and renamed). Returns the test errors."""
+    errors = test_errors(model, tx, ty)
+    if checkpoint:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, checkpoint + ".tmp")
+        os.replace(checkpoint + ".tmp", checkpoint)
+    return errors
+
+
+def add_common_arguments(parser):
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--jitter", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N training images (0: all)")
+    parser.add_argument("--epoch-end", action=argparse.BooleanOptionalAction, default=True,
+                        help="evaluate and checkpoint at each epoch end, as the distillery CLI does (in seconds, "
+                             "not in the steps-only samples_per_second)")
+    parser.add_argument("--checkpoint", default="", help="checkpoint file written at each epoch end (default: none)")
 
 
 class Timer:

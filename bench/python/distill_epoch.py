@@ -1,20 +1,24 @@
 """Reference: distillation epochs in plain PyTorch: a 1200-1200 teacher (a distillery checkpoint,
-read with torch.jit.load) and an 800-800 student, 2-px jitter, T = 20, soft targets only.
-The teacher runs on every batch, as a Python script would. Prints one JSON line."""
+read with torch.jit.load) and an 800-800 student, 2-px jitter, T = 20, soft targets only, SGD with
+momentum 0.9 and a cosine schedule: the same work as `distillery distill --student
+configs/hinton2015/student-distilled.yaml`, except that the teacher runs on every batch, as a Python
+script would (distillery caches its outputs per (image, shift)). By default each epoch ends, inside
+the loop, with a test-set evaluation and a checkpoint, as the CLI does.
+Prints one JSON line: samples_per_second (training steps only, teacher included, as distillery
+reports it), samples_per_second_with_epoch_end (the whole loop), seconds, test_errors, teacher_rows,
+threads."""
 import argparse
 import json
+import time
 
 import torch
 import torch.nn.functional as F
 
-from common import MLP, Timer, cosine_lr, load_mnist, random_shift, test_errors
+from common import MLP, Timer, add_common_arguments, cosine_lr, epoch_end, load_mnist, random_shift, test_errors
 
 parser = argparse.ArgumentParser()
+add_common_arguments(parser)
 parser.add_argument("--teacher", required=True)
-parser.add_argument("--epochs", type=int, default=1)
-parser.add_argument("--batch", type=int, default=100)
-parser.add_argument("--lr", type=float, default=0.1)
-parser.add_argument("--jitter", type=int, default=2)
 parser.add_argument("--temperature", type=float, default=20.0)
 args = parser.parse_args()
 
@@ -34,8 +38,12 @@ def load_teacher(path):
 
 torch.manual_seed(1)
 x, y = load_mnist("train")
+if args.limit:
+    x, y = x[:args.limit], y[:args.limit]
 tx, ty = load_mnist("test")
 teacher = load_teacher(args.teacher)
+teacher_errors = test_errors(teacher, tx, ty)
+teacher.eval()  # test_errors leaves the model in training mode
 student = MLP([800, 800])
 optimizer = torch.optim.SGD(student.parameters(), lr=args.lr, momentum=0.9)
 generator = torch.Generator().manual_seed(1)
@@ -43,14 +51,19 @@ T = args.temperature
 steps_per_epoch = (len(y) + args.batch - 1) // args.batch
 total = steps_per_epoch * args.epochs
 step = 0
+train_seconds = 0.0
+teacher_rows = 0
+epoch_errors = []
 timer = Timer()
 for epoch in range(args.epochs):
     order = torch.randperm(len(y), generator=generator)
     for start in range(0, len(y), args.batch):
+        step_start = time.perf_counter()
         idx = order[start:start + args.batch]
         images = random_shift(x[idx], args.jitter, generator)
         with torch.no_grad():
             q = F.softmax(teacher(images) / T, dim=1)
+        teacher_rows += len(idx)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(args.lr, step, total)
         optimizer.zero_grad()
@@ -59,6 +72,14 @@ for epoch in range(args.epochs):
         loss.backward()
         optimizer.step()
         step += 1
+        train_seconds += time.perf_counter() - step_start
+    if args.epoch_end:
+        epoch_errors.append(epoch_end(student, optimizer, tx, ty, args.checkpoint))
 seconds = timer.seconds()
-print(json.dumps({"samples_per_second": len(y) * args.epochs / seconds, "seconds": seconds,
-                  "test_errors": test_errors(student, tx, ty), "threads": torch.get_num_threads()}))
+errors = epoch_errors[-1] if epoch_errors else test_errors(student, tx, ty)
+samples = len(y) * args.epochs
+print(json.dumps({"samples_per_second": samples / train_seconds, "train_seconds": train_seconds,
+                  "samples_per_second_with_epoch_end": samples / seconds, "seconds": seconds, "samples": samples,
+                  "test_errors": errors, "epoch_errors": epoch_errors, "teacher_errors": teacher_errors,
+                  "teacher_rows": teacher_rows, "threads": torch.get_num_threads(),
+                  "parameters": sum(p.numel() for p in student.parameters())}))

@@ -66,7 +66,7 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
     throw std::runtime_error(fmt::format("{}: interrupted at step {}; the same command resumes from {}/checkpoint.pt",
                                          options.label, outcome.train.steps, outcome.run_dir));
   }
-  outcome.test = outcome.train.final_eval.value_or(train::evaluate(*outcome.student, run_data.test));
+  outcome.test = outcome.train.final_eval ? *outcome.train.final_eval : train::evaluate(*outcome.student, run_data.test);
   if (cache) outcome.teacher_rows = cache->teacher_rows(), outcome.teacher_lookups = cache->lookups();
 
   const auto missing = missing_classes(run_data.train.labels, spec.num_classes);

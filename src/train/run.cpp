@@ -75,7 +75,7 @@ RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requ
     throw std::runtime_error(fmt::format("{}: interrupted at step {}; the same command resumes from {}/checkpoint.pt",
                                          options.label, outcome.train.steps, outcome.run_dir));
   }
-  outcome.test = outcome.train.final_eval.value_or(evaluate(*outcome.model, run_data.test));
+  outcome.test = outcome.train.final_eval ? *outcome.train.final_eval : evaluate(*outcome.model, run_data.test);
   nlohmann::json result = {{"name", options.label},
                            {"test", outcome.test.to_json()},
                            {"steps", outcome.train.steps},

@@ -173,9 +173,9 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
                                {"loss", epoch_loss / std::max<int64_t>(epoch_batches, 1)}, {"lr", lr},
                                {"samples_per_second", trained_samples / std::max(train_seconds, 1e-9)}};
       if (eval_set && eval_set->size() > 0) {
-        const auto eval = evaluate(model, *eval_set);
-        record["test_errors"] = eval.errors;
-        record["test_accuracy"] = eval.accuracy;
+        result.final_eval = evaluate(model, *eval_set);  // the last epoch's is the final one
+        record["test_errors"] = result.final_eval->errors;
+        record["test_accuracy"] = result.final_eval->accuracy;
         model.train();
       }
       if (metrics) metrics->write(record);
@@ -188,7 +188,6 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
   result.completed = true;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.samples_per_second = trained_samples / std::max(train_seconds, 1e-9);
-  if (eval_set && eval_set->size() > 0) result.final_eval = evaluate(model, *eval_set);
   model.train();
   return result;
 }

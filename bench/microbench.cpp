@@ -1,0 +1,139 @@
+// Micro-benchmarks of distillery's hot paths, and the machine's GEMM speed (its compute limit for
+// the MLP workloads that bench/run.py compares with plain PyTorch).
+//   build/bench/distillery_microbench [--benchmark_filter=...] [--benchmark_format=json]
+// MNIST is read from $DISTILLERY_DATA/mnist, else from the source tree's data/mnist.
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "distillery/data/augment.h"
+#include "distillery/data/idx.h"
+#include "distillery/distill/loss.h"
+#include "distillery/distill/teacher.h"
+#include "distillery/distill/teacher_cache.h"
+#include "distillery/nn/model_spec.h"
+
+namespace {
+
+namespace dd = distillery::data;
+namespace ds = distillery::distill;
+
+std::string mnist_dir() {
+  const char* env = std::getenv("DISTILLERY_DATA");
+  return std::string(env && *env ? env : DISTILLERY_SOURCE_DIR "/data") + "/mnist";
+}
+
+// soft_target_loss forward + backward: B = 100 students logits against teacher logits, K = 10, T = 20.
+void BM_SoftTargetLoss(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t batch = state.range(0), classes = 10;
+  auto student = torch::randn({batch, classes}).requires_grad_(true);
+  auto teacher = torch::randn({batch, classes});
+  const auto options = ds::SoftTargetLossOptions().temperature(20.0);
+  for (auto _ : state) {
+    auto loss = ds::soft_target_loss(student, teacher, torch::Tensor(), options);
+    loss.backward();
+    student.mutable_grad().zero_();
+    benchmark::DoNotOptimize(loss.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_SoftTargetLoss)->Arg(100)->UseRealTime();
+
+// Batched jitter: B = 100 images 1x28x28, shifts of up to 2 pixels.
+void BM_ShiftImages(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t batch = state.range(0), max_shift = 2;
+  auto images = torch::rand({batch, 1, 28, 28});
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(1);
+  for (auto _ : state) {
+    auto shifts = dd::random_shifts(batch, max_shift, generator);
+    auto out = dd::shift_images(images, shifts, max_shift);
+    benchmark::DoNotOptimize(out.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_ShiftImages)->Arg(100)->UseRealTime();
+
+// IDX loading of the MNIST test images (10000 x 28 x 28 uint8, 7.8 MB).
+void BM_ReadIdxMnistTest(benchmark::State& state) {
+  const std::string path = mnist_dir() + "/t10k-images-idx3-ubyte";
+  if (!std::filesystem::exists(path)) {
+    state.SkipWithError(("missing " + path + " (run make setup)").c_str());
+    return;
+  }
+  int64_t bytes = 0;
+  for (auto _ : state) {
+    auto images = dd::read_idx(path);
+    bytes = images.numel();
+    benchmark::DoNotOptimize(images.data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.SetItemsProcessed(state.iterations() * 10000);
+}
+BENCHMARK(BM_ReadIdxMnistTest)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// TeacherCache lookup when every row of the batch is already cached (B = 100, jitter 2, 60000 images):
+// what later epochs of a distillation pay instead of the teacher's forward pass.
+void BM_TeacherCacheHit(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t batch = state.range(0), max_shift = 2, dataset_size = 60000;
+  distillery::nn::ModelSpec spec;
+  spec.hidden = {1200, 1200};
+  ds::ModelTeacher teacher(distillery::nn::make_model(spec), "random 1200-1200 MLP");
+  ds::TeacherCache cache(teacher, /*temperature=*/20.0, dataset_size, max_shift);
+  auto images = torch::rand({batch, 1, 28, 28});
+  auto indices = torch::randperm(dataset_size, torch::kInt64).slice(0, 0, batch);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(1);
+  auto shifts = dd::random_shifts(batch, max_shift, generator);
+  cache.soft_targets(images, indices, shifts);  // fill: the teacher runs once
+  for (auto _ : state) {
+    auto targets = cache.soft_targets(images, indices, shifts);
+    benchmark::DoNotOptimize(targets.data_ptr());
+  }
+  if (cache.teacher_rows() != batch) state.SkipWithError("the teacher ran again on cached rows");
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_TeacherCacheHit)->Arg(100)->UseRealTime();
+
+// For comparison: the teacher's forward pass on the same batch (what a cache hit saves).
+void BM_TeacherForward(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t batch = state.range(0);
+  distillery::nn::ModelSpec spec;
+  spec.hidden = {1200, 1200};
+  ds::ModelTeacher teacher(distillery::nn::make_model(spec), "random 1200-1200 MLP");
+  auto images = torch::rand({batch, 1, 28, 28});
+  for (auto _ : state) {
+    auto targets = teacher.soft_targets(images, 20.0);
+    benchmark::DoNotOptimize(targets.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_TeacherForward)->Arg(100)->UseRealTime();
+
+// GEMM: torch::mm of two n x n fp32 matrices, 2 n^3 FLOP each: the machine's compute limit.
+void BM_Gemm(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  const int64_t n = state.range(0);
+  auto a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
+  torch::mm_out(c, a, b);  // warm-up
+  for (auto _ : state) {
+    torch::mm_out(c, a, b);
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  state.counters["FLOPS"] =
+      benchmark::Counter(2.0 * double(n) * double(n) * double(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["threads"] = torch::get_num_threads();
+}
+BENCHMARK(BM_Gemm)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
