@@ -39,16 +39,17 @@ check "architecture mismatch on resume is bad input" 2 "$exe" train --config "$s
   --set name=tiny --set "model.hidden=[32]"
 contains "mismatch names the tensor and shapes" "in the checkpoint but" "$work/out.txt"
 check "compare runs" 0 "$exe" compare "$work/runs/tiny"
-# A 28x28 PGM of a vertical bar (a "1").
-{ printf 'P2\n28 28\n255\n'; for y in $(seq 0 27); do for x in $(seq 0 27); do
-    if [ "$x" -ge 12 ] && [ "$x" -le 15 ] && [ "$y" -ge 4 ] && [ "$y" -le 23 ]; then printf '255 '; else printf '0 '; fi
-  done; printf '\n'; done; } > "$work/one.pgm"
+# A 28x28 binary PGM of a vertical bar (a "1").
+{ printf 'P5\n28 28\n255\n'; for y in $(seq 0 27); do for x in $(seq 0 27); do
+    if [ "$x" -ge 12 ] && [ "$x" -le 15 ] && [ "$y" -ge 4 ] && [ "$y" -le 23 ]; then printf '\377'; else printf '\000'; fi
+  done; done; } > "$work/one.pgm"
 check "predict an image file" 0 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" -T 4 "$work/one.pgm"
 contains "predict prints the class" "predicted" "$work/out.txt"
 check "predict a missing image is bad input" 2 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" "$work/missing.png"
-# Three workers over Gloo on 127.0.0.1; rank 2 dies at step 12; the others must finish.
+# Three workers over Gloo on 127.0.0.1 (7 steps an epoch on 667-image shards, 3 epochs); rank 2
+# dies at step 12; the others must finish.
 check "codistill with a peer killed mid-run" 0 timeout 300 "$exe" codistill --config "$source/configs/codistill/mlp-2peers.yaml" \
-  --procs 3 "${tiny[@]}" --set name=fault --set codistill.exchange_every=5 --set codistill.burn_in=0 \
+  --procs 3 "${tiny[@]}" --set train.epochs=3 --set name=fault --set codistill.exchange_every=5 --set codistill.burn_in=0 \
   --set codistill.fault_rank=2 --set codistill.fault_exit_step=12 --set codistill.timeout=20
 contains "the report names the lost peer" '"lost_peers": \[' "$work/runs/fault/result.json"
 grep -A2 '"lost_peers"' "$work/runs/fault/result.json" | grep -q '2' && echo "ok   peer 2 is the lost one" \
