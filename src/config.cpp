@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -212,21 +213,11 @@ std::string nearest_config_key(const std::string& key) {
 }
 
 Config Config::load(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw InputError(path + ": cannot open config file");
-  } catch (const YAML::Exception& e) {
-    throw InputError(fmt::format("{}: invalid YAML at line {}: {}", path, e.mark.line + 1, e.msg));
-  }
-  Config config;
-  if (root.IsNull()) return config;
-  if (!root.IsMap()) throw InputError(path + ": a config must be a YAML mapping of keys to values");
-  std::vector<std::pair<std::string, YAML::Node>> entries;
-  flatten(root, "", &entries);
-  for (const auto& [key, value] : entries) config.assign(key, value, path);
-  return config;
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot open config file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse(text.str(), path);
 }
 
 Config Config::parse(const std::string& text, const std::string& source) {

@@ -13,7 +13,6 @@
 #include "distillery/report/html.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/results_page.h"
-#include "distillery/system.h"
 #include "distillery/train/run.h"
 
 namespace distillery::experiments {
@@ -81,10 +80,6 @@ json steps_to_baseline_fraction(const distill::CodistillOutcome& codistilled, co
   return sum / codistilled.peers.size();
 }
 
-json row(const std::string& id, const std::string& what, const json& target, const json& ours, const std::string& unit) {
-  return {{"id", id}, {"what", what}, {"paper", target}, {"ours", ours}, {"unit", unit}};
-}
-
 }  // namespace
 
 json run_codistill_study(const ExperimentOptions& options) {
@@ -105,20 +100,20 @@ json run_codistill_study(const ExperimentOptions& options) {
       if (codist1.outcome.peers[i].test.errors <= 0.9 * alone1.outcome.peers[i].test.errors) ++peers_better_by_10;
     }
     const std::string p = std::to_string(peers);
-    rows.push_back(row("alone_" + p, p + " peers, each trained alone on its shard: mean test errors", nullptr, alone_errors, "errors"));
-    rows.push_back(row("codistilled_" + p, p + " peers co-distilled: mean test errors", nullptr, codist_errors, "errors"));
-    rows.push_back(row("relative_gain_" + p, p + " peers: relative error reduction from co-distillation (target >= 10% for every peer)",
+    rows.push_back(report::result_row("alone_" + p, p + " peers, each trained alone on its shard: mean test errors", nullptr, alone_errors, "errors"));
+    rows.push_back(report::result_row("codistilled_" + p, p + " peers co-distilled: mean test errors", nullptr, codist_errors, "errors"));
+    rows.push_back(report::result_row("relative_gain_" + p, p + " peers: relative error reduction from co-distillation (target >= 10% for every peer)",
                        10.0, 100.0 * (1.0 - codist_errors / alone_errors), "%"));
-    rows.push_back(row("peers_better_" + p, p + " peers: peers with >= 10% fewer errors than alone", peers, peers_better_by_10, "peers"));
-    rows.push_back(row("ensemble_" + p, p + " independent peers as an ensemble (mean probability): test errors", nullptr,
+    rows.push_back(report::result_row("peers_better_" + p, p + " peers: peers with >= 10% fewer errors than alone", peers, peers_better_by_10, "peers"));
+    rows.push_back(report::result_row("ensemble_" + p, p + " independent peers as an ensemble (mean probability): test errors", nullptr,
                        alone1.result.at("group").at("ensemble_errors"), "errors"));
-    rows.push_back(row("steps_to_baseline_" + p, p + " peers co-distilled: fraction of the steps needed to reach the alone error (Anil: about 0.5)",
+    rows.push_back(report::result_row("steps_to_baseline_" + p, p + " peers co-distilled: fraction of the steps needed to reach the alone error (Anil: about 0.5)",
                        0.5, steps_to_baseline_fraction(codist1.outcome, alone1.outcome), "fraction"));
-    rows.push_back(row("churn_alone_" + p, p + " peers alone: churn between seeds 1 and 2 (peer 0)", nullptr,
+    rows.push_back(report::result_row("churn_alone_" + p, p + " peers alone: churn between seeds 1 and 2 (peer 0)", nullptr,
                        100.0 * churn(alone1.outcome, alone2.outcome), "%"));
-    rows.push_back(row("churn_codistilled_" + p, p + " peers co-distilled: churn between seeds 1 and 2 (peer 0)", nullptr,
+    rows.push_back(report::result_row("churn_codistilled_" + p, p + " peers co-distilled: churn between seeds 1 and 2 (peer 0)", nullptr,
                        100.0 * churn(codist1.outcome, codist2.outcome), "%"));
-    rows.push_back(row("bytes_ratio_" + p, p + " peers: gradient all-reduce bytes / exchanged weight bytes per step (target >= 50)", 50.0,
+    rows.push_back(report::result_row("bytes_ratio_" + p, p + " peers: gradient all-reduce bytes / exchanged weight bytes per step (target >= 50)", 50.0,
                        codist1.outcome.bytes_per_step > 0 ? json(codist1.outcome.allreduce_bytes_per_step / codist1.outcome.bytes_per_step)
                                                           : json("no exchange"), "x"));
     groups["p" + p] = {{"alone_seed1", alone1.result}, {"codistilled_seed1", codist1.result},
@@ -140,40 +135,23 @@ json run_codistill_study(const ExperimentOptions& options) {
     const auto group = distill::write_group_report(root + "/p2-gloo", 2, labels, exits);
     const auto& in_process = groups.at("p2").at("codistilled_seed1").at("group").at("peer_errors");
     const bool same = group.at("group").at("peer_errors") == in_process;
-    rows.push_back(row("gloo_matches", "2 peers as 2 processes over Gloo on 127.0.0.1: same test errors as in one process", "yes",
+    rows.push_back(report::result_row("gloo_matches", "2 peers as 2 processes over Gloo on 127.0.0.1: same test errors as in one process", "yes",
                        same ? "yes" : "no: " + group.at("group").at("peer_errors").dump(), ""));
     groups["p2_gloo"] = group;
   }
   notes.push_back("Peers: 800-800 MLPs, SGD, each on a disjoint shard; the distillation term is KL at T = 1 to stale copies of "
                   "the other peers refreshed every codistill.exchange_every steps, after codistill.burn_in steps.");
   notes.push_back("Churn: fraction of the 10,000 test images on which peer 0 of the seed-1 and seed-2 runs disagree.");
-  json results = {{"experiment", "codistill"},
-                  {"title", "Co-distillation on MNIST shards (Anil et al. 2018)"},
-                  {"profile", options.profile},
-                  {"command", options.command},
-                  {"git_revision", git_revision()},
-                  {"machine", machine_description()},
-                  {"date", utc_now()},
-                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
-                  {"rows", rows},
-                  {"notes", notes},
-                  {"groups", groups}};
-  std::string table = "| measurement | target | ours |\n| --- | ---: | ---: |\n";
-  for (const auto& r : rows) {
-    const std::string unit = r.at("unit");
-    table += fmt::format("| {} | {} | {} |\n", r.at("what").get<std::string>(), report::format_result_value(r.at("paper"), unit),
-                         report::format_result_value(r.at("ours"), unit));
-  }
+  json results = report::results_record("codistill", "Co-distillation on MNIST shards (Anil et al. 2018)", options.profile,
+                                        options.command,
+                                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), rows);
+  results["notes"] = notes;
+  results["groups"] = groups;
+  const std::string table = report::result_rows_markdown(rows, "target");
   std::cout << "\nCo-distillation on MNIST shards, profile " << options.profile << " (runs in " << root << ")\n\n" << table << "\n";
   report::write_file_atomic(root + "/results.json", results.dump(2));
   report::HtmlReport page("Co-distillation on MNIST shards (profile " + options.profile + ")");
-  std::vector<std::vector<std::string>> cells = {{"measurement", "target", "ours"}};
-  for (const auto& r : rows) {
-    const std::string unit = r.at("unit");
-    cells.push_back({r.at("what").get<std::string>(), report::format_result_value(r.at("paper"), unit),
-                     report::format_result_value(r.at("ours"), unit)});
-  }
-  page.table(cells);
+  page.table(report::result_cells(rows, "target"));
   for (const char* p : {"p2", "p4"}) {
     std::vector<report::Series> curves;
     for (const char* kind : {"alone_seed1", "codistilled_seed1"}) {

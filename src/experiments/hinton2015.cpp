@@ -15,7 +15,6 @@
 #include "distillery/report/metrics.h"
 #include "distillery/report/results_page.h"
 #include "distillery/train/checkpoint.h"
-#include "distillery/system.h"
 #include "distillery/train/run.h"
 
 namespace distillery::experiments {
@@ -76,10 +75,6 @@ int64_t errors_of(const json& result) { return result.at("test").at("errors").ge
 int64_t class_errors_of(const json& test, int64_t c) { return test.at("per_class").at(c).at("errors").get<int64_t>(); }
 int64_t class_count_of(const json& test, int64_t c) { return test.at("per_class").at(c).at("count").get<int64_t>(); }
 
-json row(const std::string& id, const std::string& what, const json& paper, const json& ours, const std::string& unit) {
-  return {{"id", id}, {"what", what}, {"paper", paper}, {"ours", ours}, {"unit", unit}};
-}
-
 
 report::Series test_error_curve(const std::string& run_dir, const std::string& name) {
   report::Series series{name, {}, {}};
@@ -118,13 +113,8 @@ void write_report(const Context& context, const json& results) {
   report::HtmlReport page("Hinton, Vinyals & Dean 2015 on MNIST (profile " + context.options.profile + ")");
   page.paragraph(fmt::format("Command: {}. Revision {}, {}, {}.", results.value("command", ""), results.at("git_revision").get<std::string>(),
                              results.at("machine").at("cpu").get<std::string>(), results.at("date").get<std::string>()));
-  std::vector<std::vector<std::string>> rows = {{"experiment", "paper", "ours"}};
-  for (const auto& r : results.at("rows")) {
-    const std::string unit = r.at("unit");
-    rows.push_back({r.at("what").get<std::string>(), report::format_result_value(r.at("paper"), unit), report::format_result_value(r.at("ours"), unit)});
-  }
   page.heading("Results beside the paper");
-  page.table(rows);
+  page.table(report::result_cells(results.at("rows"), "paper"));
   page.heading("Training curves");
   std::vector<report::Series> curves;
   for (const char* name : {"teacher", "student-hard", "student-distilled", "omit3"}) {
@@ -145,15 +135,7 @@ void write_report(const Context& context, const json& results) {
 
 }  // namespace
 
-std::string hinton2015_table(const json& results) {
-  std::string table = "| experiment | paper | ours |\n| --- | ---: | ---: |\n";
-  for (const auto& r : results.at("rows")) {
-    const std::string unit = r.at("unit");
-    table += fmt::format("| {} | {} | {} |\n", r.at("what").get<std::string>(), report::format_result_value(r.at("paper"), unit),
-                         report::format_result_value(r.at("ours"), unit));
-  }
-  return table;
-}
+std::string hinton2015_table(const json& results) { return report::result_rows_markdown(results.at("rows"), "paper"); }
 
 json run_hinton2015(const ExperimentOptions& options) {
   Context context{options, options.runs_dir + "/hinton2015-" + options.profile};
@@ -170,72 +152,66 @@ json run_hinton2015(const ExperimentOptions& options) {
     config.set("distill.teachers", "[" + teacher_path + "]");
     return config;
   };
-  rows.push_back(row("teacher", "teacher 1200-1200, dropout + max-norm + 2-px jitter: test errors", 67, errors_of(teacher), "errors"));
+  rows.push_back(report::result_row("teacher", "teacher 1200-1200, dropout + max-norm + 2-px jitter: test errors", 67, errors_of(teacher), "errors"));
 
   const auto hard = run_or_reuse(context, make_config(context, "student-hard.yaml", "student-hard"), false);
   runs["student-hard"] = hard;
-  rows.push_back(row("student_hard", "student 800-800, hard labels, no regularisation: test errors", 146, errors_of(hard), "errors"));
+  rows.push_back(report::result_row("student_hard", "student 800-800, hard labels, no regularisation: test errors", 146, errors_of(hard), "errors"));
 
   const auto distilled = run_or_reuse(context, distill_config("student-distilled.yaml", "student-distilled"), true);
   runs["student-distilled"] = distilled;
-  rows.push_back(row("student_distilled", "student 800-800, distilled at T = 20: test errors", 74, errors_of(distilled), "errors"));
+  rows.push_back(report::result_row("student_distilled", "student 800-800, distilled at T = 20: test errors", 74, errors_of(distilled), "errors"));
 
   const auto omit3 = run_or_reuse(context, distill_config("omit3.yaml", "omit3"), true);
   runs["omit3"] = omit3;
   const auto& omit3_test = omit3.at("test");
-  rows.push_back(row("omit3_errors", "digit 3 omitted from transfer set: test errors", 206, errors_of(omit3), "errors"));
-  rows.push_back(row("omit3_errors_on_3", "digit 3 omitted: errors on the test 3s", 133, class_errors_of(omit3_test, 3), "errors"));
+  rows.push_back(report::result_row("omit3_errors", "digit 3 omitted from transfer set: test errors", 206, errors_of(omit3), "errors"));
+  rows.push_back(report::result_row("omit3_errors_on_3", "digit 3 omitted: errors on the test 3s", 133, class_errors_of(omit3_test, 3), "errors"));
   if (omit3.contains("bias")) {
     const auto& bias = omit3.at("bias");
     const auto& after = bias.at("test_after");
-    rows.push_back(row("omit3_bias_shift", "digit 3 omitted: bias shift of class 3 chosen on validation", 3.5,
+    rows.push_back(report::result_row("omit3_bias_shift", "digit 3 omitted: bias shift of class 3 chosen on validation", 3.5,
                        bias.at("validation_shift"), "shift"));
-    rows.push_back(row("omit3_bias_errors", "digit 3 omitted + validation-chosen bias: test errors", 109, after.at("errors"), "errors"));
-    rows.push_back(row("omit3_bias_3s_right", "digit 3 omitted + validation-chosen bias: % of test 3s right", 98.6,
+    rows.push_back(report::result_row("omit3_bias_errors", "digit 3 omitted + validation-chosen bias: test errors", 109, after.at("errors"), "errors"));
+    rows.push_back(report::result_row("omit3_bias_3s_right", "digit 3 omitted + validation-chosen bias: % of test 3s right", 98.6,
                        100.0 * (1.0 - double(class_errors_of(after, 3)) / double(class_count_of(after, 3))), "%"));
     if (bias.contains("test_at_reference")) {
       const auto& at_paper = bias.at("test_at_reference");
-      rows.push_back(row("omit3_paper_shift_errors", "digit 3 omitted + the paper's shift 3.5 (chosen on test by the paper): test errors",
+      rows.push_back(report::result_row("omit3_paper_shift_errors", "digit 3 omitted + the paper's shift 3.5 (chosen on test by the paper): test errors",
                          109, at_paper.at("errors"), "errors"));
     }
   }
 
   const auto only78 = run_or_reuse(context, distill_config("only78.yaml", "only78"), true);
   runs["only78"] = only78;
-  rows.push_back(row("only78_error", "transfer set of only 7s and 8s: test error", 47.3,
+  rows.push_back(report::result_row("only78_error", "transfer set of only 7s and 8s: test error", 47.3,
                      100.0 * (1.0 - only78.at("test").at("accuracy").get<double>()), "%"));
   if (only78.contains("bias")) {
     const auto& bias = only78.at("bias");
-    rows.push_back(row("only78_bias_error", "only 7s and 8s + validation-chosen bias on the other classes: test error", 13.2,
+    rows.push_back(report::result_row("only78_bias_error", "only 7s and 8s + validation-chosen bias on the other classes: test error", 13.2,
                        100.0 * (1.0 - bias.at("test_after").at("accuracy").get<double>()), "%"));
-    rows.push_back(row("only78_bias_shift", "only 7s and 8s: bias shift chosen on validation (paper: 7.6)", 7.6,
+    rows.push_back(report::result_row("only78_bias_shift", "only 7s and 8s: bias shift chosen on validation (paper: 7.6)", 7.6,
                        bias.at("validation_shift"), "shift"));
   }
 
   // Temperature sweep of a 30-30 student (the paper: T between 2.5 and 4 works best at this size).
   const auto sweep_hard = run_or_reuse(context, make_config(context, "sweep-hard.yaml", "sweep30-hard"), false);
   runs["sweep30-hard"] = sweep_hard;
-  rows.push_back(row("sweep30_hard", "student 30-30, hard labels: test errors", nullptr, errors_of(sweep_hard), "errors"));
+  rows.push_back(report::result_row("sweep30_hard", "student 30-30, hard labels: test errors", nullptr, errors_of(sweep_hard), "errors"));
   for (double t : {1.0, 2.0, 3.0, 4.0, 8.0, 20.0}) {
     const std::string name = fmt::format("sweep30-T{}", t);
     Config config = distill_config("sweep.yaml", name);
     config.set("distill.temperature", fmt::format("{}", t));
     const auto result = run_or_reuse(context, config, true);
     runs[name] = result;
-    rows.push_back(row(fmt::format("sweep30_T{}", t), fmt::format("student 30-30, distilled at T = {}: test errors", t), nullptr,
+    rows.push_back(report::result_row(fmt::format("sweep30_T{}", t), fmt::format("student 30-30, distilled at T = {}: test errors", t), nullptr,
                        errors_of(result), "errors"));
   }
 
-  json results = {{"experiment", "hinton2015"},
-                  {"title", "Hinton, Vinyals & Dean 2015: distillation on MNIST"},
-                  {"profile", options.profile},
-                  {"command", options.command},
-                  {"git_revision", git_revision()},
-                  {"machine", machine_description()},
-                  {"date", utc_now()},
-                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
-                  {"rows", rows},
-                  {"runs", runs}};
+  json results = report::results_record("hinton2015", "Hinton, Vinyals & Dean 2015: distillation on MNIST", options.profile,
+                                        options.command,
+                                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), rows);
+  results["runs"] = runs;
   const std::string table = hinton2015_table(results);
   std::cout << "\nHinton, Vinyals & Dean 2015 on MNIST, profile " << options.profile << " (runs in " << context.root << ")\n\n"
             << table << "\n";

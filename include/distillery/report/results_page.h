@@ -15,6 +15,22 @@ std::string render_results_markdown(const std::vector<nlohmann::json>& results);
 /// Reads every *.json in `folder` (sorted by name) and writes the page to `output`.
 void write_results_page(const std::string& folder, const std::string& output);
 
+/// One measurement: what was measured, the published figure or target (null if none), ours, and
+/// the unit ("errors", "%", "x", ...).
+nlohmann::json result_row(const std::string& id, const std::string& what, const nlohmann::json& paper,
+                          const nlohmann::json& ours, const std::string& unit);
+
+/// The fields every results file carries: experiment, title, profile, the command that produced
+/// it, git revision, machine, date, seconds, rows.
+nlohmann::json results_record(const std::string& experiment, const std::string& title, const std::string& profile,
+                              const std::string& command, double seconds, const nlohmann::json& rows);
+
+/// Rows as table cells (header first): measurement, `reference_header`, ours.
+std::vector<std::vector<std::string>> result_cells(const nlohmann::json& rows, const std::string& reference_header);
+
+/// The same cells as a Markdown table.
+std::string result_rows_markdown(const nlohmann::json& rows, const std::string& reference_header);
+
 /// A value as a table cell: "-" for null, a percentage for unit "%", else the number.
 std::string format_result_value(const nlohmann::json& value, const std::string& unit);
 
