@@ -46,6 +46,19 @@ check "compare runs" 0 "$exe" compare "$work/runs/tiny"
 check "predict an image file" 0 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" -T 4 "$work/one.pgm"
 contains "predict prints the class" "predicted" "$work/out.txt"
 check "predict a missing image is bad input" 2 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" "$work/missing.png"
+# The same 2-peer group in one process and as 2 processes over Gloo must reach the same errors.
+group=(--config "$source/configs/codistill/mlp-2peers.yaml" "${tiny[@]}" --set train.epochs=2
+       --set codistill.exchange_every=5 --set codistill.burn_in=0)
+check "codistill in one process" 0 "$exe" codistill "${group[@]}" --set name=inproc
+grep '^peer' "$work/out.txt" | sort > "$work/inproc.txt"
+check "codistill as 2 processes over Gloo" 0 timeout 300 "$exe" codistill "${group[@]}" --procs 2 --set name=gloo
+if [ -s "$work/inproc.txt" ] && [ "$(grep -o '\[[0-9,]*\]' "$work/out.txt" | head -1)" = \
+     "[$(sed 's/.*errors //' "$work/inproc.txt" | paste -sd,)]" ]; then
+  echo "ok   one process and Gloo give the same peer errors"
+else
+  echo "FAIL one process and Gloo differ: $(cat "$work/inproc.txt" | tr '\n' ' ') vs $(grep 'peer test errors' "$work/out.txt")"
+  failures=$((failures + 1))
+fi
 # Three workers over Gloo on 127.0.0.1 (7 steps an epoch on 667-image shards, 3 epochs); rank 2
 # dies at step 12; the others must finish.
 check "codistill with a peer killed mid-run" 0 timeout 300 "$exe" codistill --config "$source/configs/codistill/mlp-2peers.yaml" \

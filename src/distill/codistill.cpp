@@ -176,8 +176,10 @@ CodistillOutcome train_peer_group(std::vector<std::unique_ptr<Peer>>& peers, Pee
     for (auto& peer : peers) loss_sum += peer->step(step);
     if ((step + 1) % options.exchange_every == 0 && step + 1 < total_steps) {
       if (!exchange) {
+        std::vector<torch::Tensor> all;  // flatten each peer once, not once per receiver
+        for (auto& sender : peers) all.push_back(sender->weights());
         for (auto& receiver : peers) {
-          for (auto& sender : peers) receiver->receive(sender->rank(), sender->weights());
+          for (size_t j = 0; j < peers.size(); ++j) receiver->receive(peers[j]->rank(), all[j]);
         }
         ++exchanges;
       } else if (!exchange->broken()) {
