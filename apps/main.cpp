@@ -13,8 +13,11 @@
 #include "distillery/distill/distiller.h"
 #include "distillery/distill/distributed.h"
 #include "distillery/error.h"
+#include "distillery/experiments/capsnet.h"
 #include "distillery/experiments/codistill.h"
+#include "distillery/experiments/glom.h"
 #include "distillery/experiments/hinton2015.h"
+#include "distillery/experiments/locality.h"
 #include "distillery/report/results_page.h"
 #include "distillery/report/run_report.h"
 #include "distillery/system.h"
@@ -87,7 +90,7 @@ int main(int argc, char** argv) {
   auto* experiment = app.add_subcommand("experiment", "run a paper's experiments and compare with its figures");
   std::string experiment_name;
   distillery::experiments::ExperimentOptions experiment_options;
-  experiment->add_option("name", experiment_name, "experiment: hinton2015 | codistill")->required();
+  experiment->add_option("name", experiment_name, "experiment: hinton2015 | codistill | locality | capsnet | glom")->required();
   experiment->add_option("--profile", experiment_options.profile,
                          "quick (minutes, what `make demo` runs) or paper (the full reproduction, about an hour)");
   experiment->add_option("--configs", experiment_options.configs_dir, "folder of experiment configs");
@@ -179,8 +182,14 @@ int main(int argc, char** argv) {
         distillery::experiments::run_hinton2015(experiment_options);
       } else if (experiment_name == "codistill") {
         distillery::experiments::run_codistill_study(experiment_options);
+      } else if (experiment_name == "capsnet") {
+        distillery::experiments::run_capsnet(experiment_options);
+      } else if (experiment_name == "glom") {
+        distillery::experiments::run_glom_study(experiment_options);
+      } else if (experiment_name == "locality") {
+        distillery::experiments::run_locality_study(experiment_options);
       } else {
-        throw distillery::InputError("experiment: unknown experiment '" + experiment_name + "' (known: hinton2015, codistill)");
+        throw distillery::InputError("experiment: unknown experiment '" + experiment_name + "' (known: hinton2015, codistill, locality, capsnet, glom)");
       }
     } else if (codistill->parsed()) {
       auto config = load_config(codistill_config, codistill_sets, data_dir);

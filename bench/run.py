@@ -210,6 +210,31 @@ def cpp_distill(args, work, name, teacher, epochs):
             "peak_rss_mib": rss}
 
 
+CAPSNET_CONFIG = "configs/capsnet/quick.yaml"
+
+
+def cpp_capsnet(args, work, name):
+    """One epoch of the quick CapsNet (margin + reconstruction loss) on args.capsnet_limit images."""
+    run_dir = os.path.join(work, "runs")
+    command = [cli(args), "train", "--config", CAPSNET_CONFIG, "--set", f"run.dir={run_dir}", "--set", f"name={name}",
+               "--set", "run.resume=false", "--set", f"data.train_limit={args.capsnet_limit}"]
+    _, wall, rss = run_process(command, os.path.join(work, f"{name}.log"))
+    with open(os.path.join(run_dir, name, "result.json")) as f:
+        result = json.load(f)
+    return {**cpp_rates(result, args.capsnet_limit), "seconds": result["seconds"], "samples": args.capsnet_limit,
+            "cpu_seconds": CPU_SECONDS[os.path.join(work, f"{name}.log")], "test_errors": result["test"]["errors"],
+            "parameters": result["parameters"], "wall_seconds": wall, "peak_rss_mib": rss}
+
+
+def py_capsnet(args, work, name):
+    command = [PYTHON, os.path.join("bench", "python", "capsnet_epoch.py"), "--epochs", "1", "--limit", str(args.capsnet_limit)]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
+    result = last_json_line(stdout)
+    result.update(wall_seconds=wall, peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[os.path.join(work, f"{name}.log")])
+    return result
+
+
 def py_script(args, work, name, script, extra):
     command = [PYTHON, os.path.join("bench", "python", script), "--checkpoint", os.path.join(work, f"{name}.pt")] + extra
     if args.limit:
@@ -568,6 +593,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smoke test: 10000 training images, 1 repeat, no build timing")
     parser.add_argument("--limit", type=int, default=None, help="training images (default all; quick: 10000)")
     parser.add_argument("--distill-epochs", default="1,3", help="distillation pairs to run (comma-separated epochs)")
+    parser.add_argument("--capsnet-limit", type=int, default=3000,
+                        help="training images of the CapsNet pair (configs/capsnet/quick.yaml, 1 epoch; 0: skip it)")
     parser.add_argument("--build", default="build", help="CMake build folder (relative to the repository)")
     parser.add_argument("--work", default=None, help="scratch folder (default BUILD/bench-work[-quick])")
     parser.add_argument("--json", default=None, help="results file (default docs/results/bench.json; quick: in the work folder)")
@@ -653,6 +680,17 @@ def main():
         figures[f"distill_e{epochs}"] = pair
         log(f"distillation {epochs} epoch(s) ratio {pair['ratio']:.2f}x")
 
+    # 2c. CapsNet epoch (routing, margin and reconstruction losses): same network and loop in Python
+    if args.capsnet_limit > 0:
+        cpp, py = alternate(args.repeats, lambda r: cpp_capsnet(args, work, f"capsnet-cpp-{r}"),
+                            lambda r: py_capsnet(args, work, f"capsnet-py-{r}"), "CapsNet epoch")
+        assert cpp[0]["parameters"] == py[0]["parameters"], "CapsNet parameter counts differ"
+        capsnet = {"cpp": summarize(cpp), "python": summarize(py), "samples": args.capsnet_limit,
+                   "parameters": {"model": cpp[0]["parameters"]}}
+        add_ratios(capsnet)
+        figures["capsnet"] = capsnet
+        log(f"CapsNet epoch ratio {capsnet['ratio']:.2f}x")
+
     # 2e. build times
     if args.incremental_build or args.clean_build:
         figures["build_times"] = build_times(args, work)
@@ -686,6 +724,10 @@ def finish(report, json_path, md_path):
             continue
         rows.append({"id": f"distill_ratio_{key[8:]}", "what": f"distillation, {figures[key]['epochs']} epoch(s): C++ / Python samples/s",
                      "paper": None, "ours": round(figures[key]["ratio"], 3), "unit": "x"})
+    if "capsnet" in figures:
+        rows.append({"id": "capsnet_ratio", "what": f"CapsNet training epoch ({figures['capsnet']['samples']} images, "
+                     f"configs/capsnet/quick.yaml): C++ / Python samples/s", "paper": None,
+                     "ours": round(figures["capsnet"]["ratio"], 3), "unit": "x"})
     rows.append({"id": "mlp_ratio", "what": "MLP training epoch: C++ / Python samples/s", "paper": TARGETS["mlp_ratio"],
                  "ours": round(mlp["ratio"], 3), "unit": "x"})
     if main_distill:

@@ -1,6 +1,9 @@
 #include "distillery/nn/model_spec.h"
 
+#include <fmt/format.h>
+
 #include "distillery/error.h"
+#include "distillery/nn/capsules.h"
 #include "distillery/nn/convnet.h"
 #include "distillery/nn/mlp.h"
 
@@ -9,7 +12,8 @@ namespace distillery::nn {
 nlohmann::json ModelSpec::to_json() const {
   return {{"kind", kind},         {"in_channels", in_channels},     {"image_size", image_size},
           {"num_classes", num_classes}, {"hidden", hidden},         {"channels", channels},
-          {"dropout_input", dropout_input}, {"dropout_hidden", dropout_hidden}, {"max_norm", max_norm}};
+          {"dropout_input", dropout_input}, {"dropout_hidden", dropout_hidden}, {"max_norm", max_norm},
+          {"routing_iterations", routing_iterations}, {"capsule_dims", capsule_dims}};
 }
 
 ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& source) {
@@ -24,6 +28,9 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& so
     spec.dropout_input = json.at("dropout_input").get<double>();
     spec.dropout_hidden = json.at("dropout_hidden").get<double>();
     spec.max_norm = json.at("max_norm").get<double>();
+    // Added with capsules: checkpoints written before them lack these keys.
+    spec.routing_iterations = json.value("routing_iterations", spec.routing_iterations);
+    spec.capsule_dims = json.value("capsule_dims", spec.capsule_dims);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(source + ": bad model description: " + e.what());
   }
@@ -52,7 +59,31 @@ std::shared_ptr<ClassifierImpl> make_model(const ModelSpec& spec) {
                                              .num_classes(spec.num_classes)
                                              .dropout(spec.dropout_hidden));
   }
-  throw InputError("model.kind: unknown model '" + spec.kind + "' (known: mlp, convnet)");
+  if (spec.kind == "capsnet") {
+    if (spec.channels.size() != 2) throw InputError("model.channels: a capsnet needs exactly 2 values [conv channels, primary capsule types]");
+    if (spec.capsule_dims.size() != 2) throw InputError("model.capsule_dims: a capsnet needs exactly 2 values [primary dim, class dim]");
+    if (spec.image_size < 17) throw InputError(fmt::format("model: a capsnet needs images of at least 17x17, got {}", spec.image_size));
+    return std::make_shared<CapsNetImpl>(CapsNetOptions()
+                                             .in_channels(spec.in_channels)
+                                             .image_size(spec.image_size)
+                                             .conv_channels(spec.channels[0])
+                                             .primary_types(spec.channels[1])
+                                             .primary_dim(spec.capsule_dims[0])
+                                             .class_dim(spec.capsule_dims[1])
+                                             .num_classes(spec.num_classes)
+                                             .iterations(spec.routing_iterations)
+                                             .decoder_hidden(spec.hidden));
+  }
+  if (spec.kind == "capsnet-cnn") {
+    return std::make_shared<CapsCnnBaselineImpl>(CapsCnnBaselineOptions()
+                                                     .in_channels(spec.in_channels)
+                                                     .image_size(spec.image_size)
+                                                     .channels(spec.channels)
+                                                     .hidden(spec.hidden)
+                                                     .num_classes(spec.num_classes)
+                                                     .dropout(spec.dropout_hidden));
+  }
+  throw InputError("model.kind: unknown model '" + spec.kind + "' (known: mlp, convnet, capsnet, capsnet-cnn)");
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "distillery/error.h"
+#include "distillery/nn/capsules.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/run_report.h"
 
@@ -39,6 +40,8 @@ nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& 
   spec.dropout_input = config.get_double("model.dropout_input");
   spec.dropout_hidden = config.get_double("model.dropout_hidden");
   spec.max_norm = config.get_double("model.max_norm");
+  spec.routing_iterations = config.get_int("model.routing_iterations");
+  spec.capsule_dims = config.get_int_list("model.capsule_dims");
   return spec;
 }
 
@@ -70,7 +73,17 @@ RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requ
   options.stop_requested = stop_requested;
   spdlog::info("{}: {} ({} parameters) on {} training images, {} epochs", options.label, spec.kind,
                outcome.num_parameters, run_data.train.size(), options.epochs);
-  outcome.train = fit(*outcome.model, spec, run_data.train, &run_data.test, cross_entropy_objective, options);
+  if (auto* capsnet = dynamic_cast<nn::CapsNetImpl*>(outcome.model.get())) {
+    // Margin loss on the capsule lengths plus the masked reconstruction (Sabour et al. 2017).
+    nn::CapsNetLossOptions loss_options;
+    loss_options.reconstruction_weight(config.get_double("capsnet.reconstruction_weight"));
+    const StepLoss step_loss = [capsnet, loss_options](nn::ClassifierImpl&, const Batch& batch) {
+      return nn::capsnet_loss(*capsnet, batch.images, batch.labels, loss_options);
+    };
+    outcome.train = fit_with_step_loss(*outcome.model, spec, run_data.train, &run_data.test, step_loss, options);
+  } else {
+    outcome.train = fit(*outcome.model, spec, run_data.train, &run_data.test, cross_entropy_objective, options);
+  }
   if (!outcome.train.completed) {
     throw std::runtime_error(fmt::format("{}: interrupted at step {}; the same command resumes from {}/checkpoint.pt",
                                          options.label, outcome.train.steps, outcome.run_dir));

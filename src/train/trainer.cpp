@@ -98,6 +98,15 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model
 TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
                 const data::Dataset* eval_set, const Objective& objective, const TrainOptions& options,
                 const nlohmann::json& checkpoint_extra) {
+  const StepLoss step_loss = [&objective](nn::ClassifierImpl& m, const Batch& batch) {
+    return objective(batch, m.forward(batch.images));
+  };
+  return fit_with_step_loss(model, spec, train_set, eval_set, step_loss, options, checkpoint_extra);
+}
+
+TrainResult fit_with_step_loss(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
+                               const data::Dataset* eval_set, const StepLoss& step_loss, const TrainOptions& options,
+                               const nlohmann::json& checkpoint_extra) {
   if (train_set.size() == 0) throw InputError("training set is empty (check data.keep_classes / data.omit_classes)");
   const int64_t n = train_set.size();
   const int64_t steps_per_epoch = (n + options.batch_size - 1) / options.batch_size;
@@ -144,7 +153,7 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
     const double lr = scheduled_lr(options, step, steps_per_epoch, total_steps);
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
     optimizer->zero_grad();
-    auto loss = objective(batch, model.forward(batch.images));
+    auto loss = step_loss(model, batch);
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value) && options.skip_nonfinite) {
       spdlog::warn("{}: loss is {} at step {}; batch skipped", options.label, loss_value, step);

@@ -12,7 +12,7 @@
 namespace distillery::nn {
 
 struct ModelSpec {
-  std::string kind = "mlp";  // mlp | convnet
+  std::string kind = "mlp";  // mlp | convnet | capsnet | capsnet-cnn
   int64_t in_channels = 1;
   int64_t image_size = 28;
   int64_t num_classes = 10;
@@ -21,6 +21,11 @@ struct ModelSpec {
   double dropout_input = 0.0;
   double dropout_hidden = 0.0;
   double max_norm = 0.0;
+  // capsnet: channels = [conv channels, primary capsule types], hidden = decoder layers;
+  // capsnet-cnn (the capsules paper's CNN baseline): channels = its convolutions, hidden = its
+  // fully connected layers, dropout_hidden before the class layer.
+  int64_t routing_iterations = 3;              // capsnet
+  std::vector<int64_t> capsule_dims = {8, 16};  // capsnet: primary and class capsule dimensions
 
   nlohmann::json to_json() const;
   /// `source` names where the JSON came from, for error messages.

@@ -75,6 +75,10 @@ using Objective = std::function<torch::Tensor(const Batch& batch, const torch::T
 /// Cross-entropy with the hard labels.
 torch::Tensor cross_entropy_objective(const Batch& batch, const torch::Tensor& logits);
 
+/// The loss of one batch computed from the model itself, for models whose training loss needs
+/// more than the logits (a CapsNet's margin loss on capsule lengths plus its reconstruction).
+using StepLoss = std::function<torch::Tensor(nn::ClassifierImpl& model, const Batch& batch)>;
+
 struct TrainResult {
   int64_t steps = 0;
   bool completed = false;  // false when stopped early (stop_after_step or stop_requested)
@@ -92,6 +96,12 @@ struct TrainResult {
 TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
                 const data::Dataset* eval_set, const Objective& objective, const TrainOptions& options,
                 const nlohmann::json& checkpoint_extra = nlohmann::json::object());
+
+/// The same loop with the batch loss computed by `step_loss` from the model (fit above is this
+/// with step_loss = objective(batch, model.forward(batch.images))).
+TrainResult fit_with_step_loss(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
+                               const data::Dataset* eval_set, const StepLoss& step_loss, const TrainOptions& options,
+                               const nlohmann::json& checkpoint_extra = nlohmann::json::object());
 
 /// The learning rate at `step` of `total_steps`.
 double scheduled_lr(const TrainOptions& options, int64_t step, int64_t steps_per_epoch, int64_t total_steps);

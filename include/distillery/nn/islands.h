@@ -1,0 +1,61 @@
+#pragma once
+// Islands of agreement and how they are scored against object masks (issue 10): island extraction
+// (cosine threshold + connected components, or k-means on cosine distance), the foreground
+// adjusted Rand index (FG-ARI, as Slot Attention reports it: background pixels excluded), the
+// trivial baselines (connected components of the ink; k-means on raw patch pixels plus position)
+// and the within-object minus between-object cosine similarity. All on CPU, one image at a time.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace distillery::nn {
+
+/// Adjusted Rand index (Hubert & Arabie 1985) of two labellings of the same items ([M] int64, any
+/// label values). 1 for identical partitions (up to renaming); 1 when both put all items in one
+/// group or both put every item alone (the denominator vanishes).
+double adjusted_rand_index(const torch::Tensor& truth, const torch::Tensor& predicted);
+
+/// ARI over the pixels where truth [H, W] (int64, 0 = background) is non-zero; predicted [H, W].
+/// NaN if there is no foreground.
+double foreground_ari(const torch::Tensor& truth, const torch::Tensor& predicted);
+
+/// k-means (k-means++ initialisation, `restarts` seeded runs, the lowest inertia kept) of rows of
+/// features [M, F]. cosine: rows are L2-normalised first (spherical k-means). -> labels [M] int64.
+torch::Tensor kmeans(const torch::Tensor& features, int64_t k, uint64_t seed, bool cosine = false,
+                     int64_t restarts = 3, int64_t max_iterations = 30);
+
+/// Islands by agreement: 4-neighbour connected components of the height x width grid where
+/// neighbours' cosine similarity exceeds `threshold`. embeddings [N, D] -> labels [N] in 0..I-1.
+torch::Tensor threshold_islands(const torch::Tensor& embeddings, int64_t height, int64_t width, double threshold);
+
+/// Island count and sizes (locations) of a labelling [N], largest first.
+std::vector<int64_t> island_sizes(const torch::Tensor& labels);
+
+/// Patch labels [N] of a grid x grid patch grid -> pixel labels [grid * patch, grid * patch].
+torch::Tensor patch_labels_to_pixels(const torch::Tensor& labels, int64_t grid, int64_t patch);
+
+/// Which patches hold ink: [N] bool, a patch's largest pixel above `threshold`. image [H, W].
+torch::Tensor ink_patches(const torch::Tensor& image, int64_t patch, double threshold);
+
+/// Baseline: 8-connected components of the ink (pixels above threshold). image [H, W] -> [H, W]
+/// int64 labels (0 background, 1.. components).
+torch::Tensor ink_components(const torch::Tensor& image, double threshold);
+
+/// Clusters the ink patches of one image into k groups from per-patch features [N, F]; the other
+/// patches get label -1. -> pixel labels [H, W].
+torch::Tensor cluster_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid,
+                                  int64_t patch, int64_t k, uint64_t seed, bool cosine);
+
+/// Baseline features: a patch's raw pixels [N, P] and its position (row, column) / grid times
+/// position_weight -> [N, P + 2].
+torch::Tensor pixel_position_features(const torch::Tensor& image, int64_t patch, double position_weight);
+
+/// Mean cosine similarity of pairs of patches of the same object minus that of pairs of different
+/// objects. objects [N] int64 (0: no object, ignored). NaN if either kind of pair is missing.
+double within_minus_between_cosine(const torch::Tensor& embeddings, const torch::Tensor& objects);
+
+/// The majority non-background label of each patch of a mask [H, W] -> [N] int64 (0 if none).
+torch::Tensor patch_objects(const torch::Tensor& mask, int64_t patch);
+
+}  // namespace distillery::nn

@@ -1,0 +1,564 @@
+#include "distillery/experiments/glom.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "distillery/config.h"
+#include "distillery/data/dataset.h"
+#include "distillery/data/scenes.h"
+#include "distillery/error.h"
+#include "distillery/nn/glom.h"
+#include "distillery/nn/islands.h"
+#include "distillery/report/html.h"
+#include "distillery/report/image.h"
+#include "distillery/report/metrics.h"
+#include "distillery/report/results_page.h"
+
+namespace distillery::experiments {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+const std::vector<std::string> kLayouts = {"separated", "touching", "overlapping"};
+
+nn::GlomOptions model_options(const Config& c, bool attention) {
+  const int64_t levels = c.get_int("glom.levels");
+  const auto radii = c.get_int_list("glom.radii");
+  if (static_cast<int64_t>(radii.size()) != levels) {
+    throw InputError(fmt::format("glom.radii: {} radii for glom.levels = {}", radii.size(), levels));
+  }
+  for (auto r : radii) {
+    if (r == 0) throw InputError("glom.radii: a radius of 0 has no neighbours (use >= 1, or -1 for global)");
+  }
+  if (56 % c.get_int("glom.patch") != 0) throw InputError(fmt::format("glom.patch = {} does not divide 56", c.get_int("glom.patch")));
+  std::vector<double> betas;
+  for (int64_t l = 0; l < levels; ++l) betas.push_back(c.get_double("glom.beta") * std::pow(c.get_double("glom.beta_growth"), double(l)));
+  return nn::GlomOptions()
+      .image_size(56)
+      .patch_size(c.get_int("glom.patch"))
+      .levels(levels)
+      .dim(c.get_int("glom.dim"))
+      .hidden(c.get_int("glom.hidden"))
+      .iterations(c.get_int("glom.iterations"))
+      .radii(radii)
+      .betas(betas)
+      .weight_previous(c.get_double("glom.weight_previous"))
+      .weight_bottom_up(c.get_double("glom.weight_bottom_up"))
+      .weight_top_down(c.get_double("glom.weight_top_down"))
+      .weight_attention(attention ? c.get_double("glom.weight_attention") : 0.0)
+      .learned_mixing(c.get_bool("glom.learned_mixing"))
+      .dense_attention(c.get_bool("glom.dense_attention"))
+      .context(c.get_int("glom.context"))
+      .bottom_up_window(c.get_int("glom.bottom_up_window"))
+      .truncate(c.get_int("glom.truncate"));
+}
+
+nn::GlomLossOptions loss_options(const Config& c) {
+  return nn::GlomLossOptions()
+      .mask_fraction(c.get_double("glom.mask_fraction"))
+      .denoise(c.get_double("glom.denoise"))
+      .island(c.get_double("glom.island"))
+      .contrast(c.get_double("glom.contrast"))
+      .temperature(c.get_double("glom.temperature"))
+      .label(c.get_double("glom.label"));
+}
+
+// Training scenes carry no masks into training: only images and labels are kept.
+struct TrainSet {
+  torch::Tensor images, labels;
+};
+
+TrainSet training_scenes(const data::Dataset& train_digits, const Config& c) {
+  const int64_t total = c.get_int("glom.train_scenes");
+  const int64_t singles = static_cast<int64_t>(std::round(total * c.get_double("glom.single_fraction")));
+  std::vector<torch::Tensor> images, labels;
+  if (singles > 0) {
+    auto s = data::make_scenes(train_digits, singles, data::SceneOptions().min_digits(1).max_digits(1).seed(101));
+    images.push_back(s.images), labels.push_back(s.labels);
+  }
+  if (total - singles > 0) {
+    auto s = data::make_scenes(train_digits, total - singles, data::SceneOptions().min_digits(2).max_digits(3).seed(102));
+    images.push_back(s.images), labels.push_back(s.labels);
+  }
+  return {torch::cat(images), torch::cat(labels)};
+}
+
+// Trains one model (or loads its checkpoint); appends progress to metrics.
+nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, bool attention, const std::string& path,
+                     bool fresh, report::MetricsWriter& metrics, double* train_seconds) {
+  torch::manual_seed(seed);
+  nn::Glom model(model_options(c, attention));
+  if (!fresh && fs::exists(path)) {
+    torch::load(model, path);
+    spdlog::info("glom: loaded {}", path);
+    *train_seconds = 0;
+    return model;
+  }
+  const auto start = Clock::now();
+  const auto loss_opts = loss_options(c);
+  torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(c.get_double("glom.lr")));
+  const int64_t steps = c.get_int("glom.steps"), batch = c.get_int("glom.batch"), n = train.images.size(0);
+  auto last_log = Clock::now();
+  model->train();
+  for (int64_t step = 1; step <= steps; ++step) {
+    // Cosine learning-rate decay.
+    const double lr = c.get_double("glom.lr") * 0.5 * (1 + std::cos(M_PI * double(step - 1) / double(steps)));
+    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+    const auto index = torch::randint(n, {batch}, torch::kInt64);
+    opt.zero_grad();
+    auto loss = nn::glom_loss(model, train.images.index_select(0, index), train.labels.index_select(0, index), loss_opts);
+    if (!std::isfinite(loss.total.item<double>())) throw std::runtime_error(fmt::format("glom: non-finite loss at step {}", step));
+    loss.total.backward();
+    torch::nn::utils::clip_grad_norm_(model->parameters(), 5.0);
+    opt.step();
+    if (step == 1 || step == steps || step % 50 == 0) {
+      json record = {{"seed", seed}, {"attention", attention}, {"step", step}, {"loss", loss.total.item<double>()},
+                     {"denoise", loss.denoise.item<double>()}, {"island", loss.island.item<double>()},
+                     {"contrast", loss.contrast.item<double>()}, {"label", loss.label.item<double>()},
+                     {"seconds", seconds_since(start)}};
+      metrics.write(record);
+      if (seconds_since(last_log) > 20 || step == steps) {
+        spdlog::info("glom seed {} attention {}: step {}/{} loss {:.4f} (denoise {:.4f} island {:.4f} contrast {:.3f} label {:.4f}) {:.1f} steps/s",
+                     seed, attention, step, steps, record["loss"].get<double>(), record["denoise"].get<double>(),
+                     record["island"].get<double>(), record["contrast"].get<double>(), record["label"].get<double>(),
+                     step / seconds_since(start));
+        last_log = Clock::now();
+      }
+    }
+  }
+  *train_seconds = seconds_since(start);
+  model->eval();
+  const std::string tmp = path + ".tmp";
+  torch::save(model, tmp);
+  fs::rename(tmp, path);
+  return model;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  int64_t k = 0;
+  for (double x : v) {
+    if (std::isfinite(x)) s += x, ++k;
+  }
+  return k ? s / k : std::nan("");
+}
+
+double sd_of(const std::vector<double>& v) {
+  const double m = mean_of(v);
+  double s = 0;
+  int64_t k = 0;
+  for (double x : v) {
+    if (std::isfinite(x)) s += (x - m) * (x - m), ++k;
+  }
+  return k > 1 ? std::sqrt(s / (k - 1)) : 0.0;
+}
+
+json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+
+struct LayoutScores {
+  // [iteration][level] -> per-scene FG-ARI of k-means islands on the ink patches.
+  std::vector<std::vector<std::vector<double>>> kmeans_ari;
+  std::vector<std::vector<double>> threshold_ari;  // [level], final iteration
+  std::vector<std::vector<double>> island_count;   // [level], islands among ink patches, final iteration
+  std::vector<std::vector<double>> within_between; // [level], final iteration
+  std::vector<std::vector<double>> ablation_ari;   // [level], attention switched off at test time
+};
+
+// Scores a model's islands on held-out scenes. Masks are used here only, after training.
+LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double threshold) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto& o = model->options_;
+  const int64_t levels = o.levels(), iterations = o.iterations(), grid = model->grid(), patch = o.patch_size();
+  LayoutScores s;
+  s.kmeans_ari.assign(iterations + 1, std::vector<std::vector<double>>(levels));
+  s.threshold_ari.assign(levels, {});
+  s.island_count.assign(levels, {});
+  s.within_between.assign(levels, {});
+  s.ablation_ari.assign(levels, {});
+  const int64_t chunk = 50;
+  for (int64_t begin = 0; begin < scenes.size(); begin += chunk) {
+    const int64_t len = std::min(chunk, scenes.size() - begin);
+    const auto images = scenes.images.narrow(0, begin, len);
+    model->set_attention(true);
+    const auto out = model->forward(images, {}, /*record=*/true);
+    model->set_attention(false);
+    const auto off = model->forward(images).levels;
+    model->set_attention(true);
+    for (int64_t i = 0; i < len; ++i) {
+      const auto image = images[i][0];
+      const auto mask = scenes.masks[begin + i];
+      const int64_t k = scenes.num_digits[begin + i].item<int64_t>();
+      const auto ink = nn::ink_patches(image, patch, 0.3);
+      const auto objects = nn::patch_objects(mask, patch);
+      for (int64_t t = 0; t <= iterations; ++t) {
+        for (int64_t l = 0; l < levels; ++l) {
+          const auto emb = out.iterations[t][i].select(1, l);
+          s.kmeans_ari[t][l].push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(emb, ink, grid, patch, k, 1, true)));
+        }
+      }
+      for (int64_t l = 0; l < levels; ++l) {
+        const auto emb = out.levels[i].select(1, l);
+        auto islands = nn::threshold_islands(emb, grid, grid, threshold);
+        islands = islands.masked_fill(ink.logical_not(), -1);
+        s.threshold_ari[l].push_back(nn::foreground_ari(mask, nn::patch_labels_to_pixels(islands, grid, patch)));
+        s.island_count[l].push_back(double(nn::island_sizes(islands.masked_select(ink)).size()));
+        s.within_between[l].push_back(nn::within_minus_between_cosine(emb, objects));
+        s.ablation_ari[l].push_back(
+            nn::foreground_ari(mask, nn::cluster_ink_patches(off[i].select(1, l), ink, grid, patch, k, 1, true)));
+      }
+    }
+  }
+  return s;
+}
+
+// Baselines on the same scenes: connected components of the ink; k-means on raw patch pixels plus
+// position (the position weight that scores best on these scenes is reported, to favour the baseline).
+json score_baselines(const data::Scenes& scenes, int64_t patch) {
+  std::vector<double> components;
+  std::map<double, std::vector<double>> by_weight;
+  const int64_t grid = 56 / patch;
+  for (int64_t i = 0; i < scenes.size(); ++i) {
+    const auto image = scenes.images[i][0];
+    const auto mask = scenes.masks[i];
+    const int64_t k = scenes.num_digits[i].item<int64_t>();
+    components.push_back(nn::foreground_ari(mask, nn::ink_components(image, 0.3)));
+    const auto ink = nn::ink_patches(image, patch, 0.3);
+    for (double w : {0.5, 1.0, 2.0, 4.0, 8.0}) {
+      by_weight[w].push_back(nn::foreground_ari(
+          mask, nn::cluster_ink_patches(nn::pixel_position_features(image, patch, w), ink, grid, patch, k, 1, false)));
+    }
+  }
+  double best = -2, best_w = 0;
+  for (const auto& [w, v] : by_weight) {
+    if (mean_of(v) > best) best = mean_of(v), best_w = w;
+  }
+  return {{"ink_components", mean_of(components)}, {"kmeans_pixels_position", best}, {"kmeans_position_weight", best_w}};
+}
+
+double mnist_accuracy(nn::Glom& model, const data::Scenes& digits, const torch::Tensor& labels) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  model->set_attention(true);
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < digits.size(); begin += 100) {
+    const int64_t len = std::min<int64_t>(100, digits.size() - begin);
+    const auto logits = model->forward(digits.images.narrow(0, begin, len)).image_logits;
+    correct += logits.argmax(1).eq(labels.narrow(0, begin, len)).sum().item<int64_t>();
+  }
+  return 100.0 * double(correct) / double(digits.size());
+}
+
+// A colour per island; -1 (no ink) shows the input in grey.
+torch::Tensor colour_map(const torch::Tensor& labels_pixels, const torch::Tensor& image) {
+  static const float palette[8][3] = {{0.95f, 0.25f, 0.2f}, {0.2f, 0.6f, 0.95f}, {0.3f, 0.85f, 0.3f}, {0.95f, 0.8f, 0.2f},
+                                      {0.75f, 0.35f, 0.9f}, {0.2f, 0.85f, 0.8f}, {0.95f, 0.55f, 0.2f}, {0.6f, 0.6f, 0.6f}};
+  const int64_t h = image.size(0), w = image.size(1);
+  auto out = torch::empty({3, h, w});
+  auto o = out.accessor<float, 3>();
+  const auto img = image.contiguous();
+  const auto lab = labels_pixels.to(torch::kInt64).contiguous();
+  auto ia = img.accessor<float, 2>();
+  auto la = lab.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < h; ++r) {
+    for (int64_t c = 0; c < w; ++c) {
+      const int64_t label = la[r][c];
+      for (int ch = 0; ch < 3; ++ch) {
+        o[ch][r][c] = label < 0 ? 0.25f * ia[r][c] : palette[label % 8][ch] * (0.35f + 0.65f * ia[r][c]);
+      }
+    }
+  }
+  return out;
+}
+
+// For a few scenes: rows = levels (and the masks), columns = iterations; k-means islands on the ink
+// patches as colours over the input. Labels of two clusters are aligned across iterations so that
+// a colour keeps its island.
+torch::Tensor island_pictures(nn::Glom& model, const data::Scenes& scenes, int64_t count, int64_t level_rows) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  model->set_attention(true);
+  const auto& o = model->options_;
+  const int64_t grid = model->grid(), patch = o.patch_size(), iterations = o.iterations();
+  const auto out = model->forward(scenes.images.narrow(0, 0, count), {}, true);
+  std::vector<torch::Tensor> cells;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto image = scenes.images[i][0];
+    const auto ink = nn::ink_patches(image, patch, 0.3);
+    const int64_t k = scenes.num_digits[i].item<int64_t>();
+    // The masks, then for each level every iteration.
+    auto truth = scenes.masks[i].clone() - 1;
+    for (int64_t t = 0; t <= iterations; ++t) cells.push_back(t == 0 ? colour_map(truth, image) : torch::zeros({3, 56, 56}));
+    for (int64_t l = 0; l < level_rows; ++l) {
+      torch::Tensor reference;
+      std::vector<torch::Tensor> row;
+      for (int64_t t = iterations; t >= 0; --t) {
+        auto labels = nn::cluster_ink_patches(out.iterations[t][i].select(1, l), ink, grid, patch, k, 1, true);
+        if (reference.defined() && k == 2) {
+          const auto swapped = torch::where(labels.ge(0), 1 - labels, labels);
+          if (swapped.eq(reference).sum().item<int64_t>() > labels.eq(reference).sum().item<int64_t>()) labels = swapped;
+        }
+        reference = labels;
+        row.push_back(colour_map(labels, image));
+      }
+      for (auto it = row.rbegin(); it != row.rend(); ++it) cells.push_back(*it);
+    }
+  }
+  return report::image_grid(torch::stack(cells), iterations + 1, 2, 1.0);
+}
+
+json matrix_json(const std::vector<std::vector<double>>& m) {
+  json out = json::array();
+  for (const auto& row : m) {
+    json r = json::array();
+    for (double x : row) r.push_back(finite_or_null(x));
+    out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace
+
+json run_glom_study(const ExperimentOptions& options) {
+  if (options.profile != "quick" && options.profile != "paper") {
+    throw InputError("--profile: unknown profile '" + options.profile + "' (known: quick, paper)");
+  }
+  const std::string config_path = options.configs_dir + "/glom/" + options.profile + ".yaml";
+  if (!fs::exists(config_path)) throw InputError("experiment glom: config file not found: " + config_path);
+  Config config = Config::load(config_path);
+  for (const auto& o : options.overrides) config.set(o);
+  if (config.get_int("train.threads") > 0) torch::set_num_threads(static_cast<int>(config.get_int("train.threads")));
+  const std::string root = options.runs_dir + "/glom-" + options.profile;
+  if (options.fresh && fs::exists(root)) fs::remove_all(root);
+  fs::create_directories(root);
+  report::write_file_atomic(root + "/config.yaml", config.to_yaml());
+  const auto start = Clock::now();
+  const std::string data_dir = data::resolve_data_dir(options.data_dir.empty() ? config.get_string("data.dir") : options.data_dir);
+  const auto train_digits = data::load_dataset("mnist", "train", data_dir);
+  const auto test_digits = data::load_dataset("mnist", "test", data_dir);
+
+  const auto train = training_scenes(train_digits, config);
+  std::map<std::string, data::Scenes> tests;
+  for (size_t i = 0; i < kLayouts.size(); ++i) {
+    tests[kLayouts[i]] = data::make_scenes(test_digits, config.get_int("glom.test_scenes"),
+                                           data::SceneOptions().min_digits(2).max_digits(2).seed(1001 + i)
+                                               .layout(data::parse_scene_layout(kLayouts[i])));
+  }
+  const auto mnist_digits = test_digits.head(config.get_int("glom.mnist_test"));
+  // MNIST test digits, each centred on the 56 x 56 canvas.
+  data::Scenes centred;
+  centred.images = torch::zeros({mnist_digits.size(), 1, 56, 56});
+  centred.images.narrow(2, 14, 28).narrow(3, 14, 28).copy_(mnist_digits.images);
+  spdlog::info("glom: {} training scenes, {} test scenes per layout, {:.1f} s", train.images.size(0),
+               config.get_int("glom.test_scenes"), seconds_since(start));
+
+  const int64_t patch = config.get_int("glom.patch"), levels = config.get_int("glom.levels"),
+                iterations = config.get_int("glom.iterations");
+  json baselines;
+  for (const auto& layout : kLayouts) baselines[layout] = score_baselines(tests[layout], patch);
+
+  report::MetricsWriter metrics(root + "/metrics.jsonl");
+  const auto seeds = config.get_int_list("glom.seeds");
+  const bool train_ablation = config.get_bool("glom.train_ablation");
+  const double threshold = config.get_double("glom.threshold");
+  // Per seed: [layout] -> scores.
+  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), trained_off(seeds.size());
+  std::vector<double> mnist(seeds.size()), mnist_off(seeds.size()), train_seconds(seeds.size());
+  torch::Tensor pictures_touching, pictures_overlapping, pictures_separated;
+  for (size_t s = 0; s < seeds.size(); ++s) {
+    auto model = train_model(config, train, seeds[s], true, fmt::format("{}/model-seed{}.pt", root, seeds[s]), options.fresh,
+                             metrics, &train_seconds[s]);
+    for (const auto& layout : kLayouts) scores[s][layout] = score_islands(model, tests[layout], threshold);
+    mnist[s] = mnist_accuracy(model, centred, mnist_digits.labels);
+    spdlog::info("glom seed {}: top-level FG-ARI touching {:.3f} overlapping {:.3f} separated {:.3f}, MNIST {:.2f}%", seeds[s],
+                 mean_of(scores[s]["touching"].kmeans_ari[iterations][levels - 1]),
+                 mean_of(scores[s]["overlapping"].kmeans_ari[iterations][levels - 1]),
+                 mean_of(scores[s]["separated"].kmeans_ari[iterations][levels - 1]), mnist[s]);
+    if (s == 0) {
+      pictures_touching = island_pictures(model, tests["touching"], 4, levels);
+      pictures_overlapping = island_pictures(model, tests["overlapping"], 4, levels);
+      pictures_separated = island_pictures(model, tests["separated"], 2, levels);
+    }
+    if (train_ablation) {
+      double seconds = 0;
+      auto off = train_model(config, train, seeds[s], false, fmt::format("{}/model-noattention-seed{}.pt", root, seeds[s]),
+                             options.fresh, metrics, &seconds);
+      for (const auto& layout : kLayouts) trained_off[s][layout] = score_islands(off, tests[layout], threshold);
+      mnist_off[s] = mnist_accuracy(off, centred, mnist_digits.labels);
+    }
+  }
+
+  // Aggregate: top level, final iteration, mean over seeds of each seed's mean over scenes.
+  auto over_seeds = [&](auto&& get) {
+    std::vector<double> v;
+    for (size_t s = 0; s < seeds.size(); ++s) v.push_back(get(s));
+    return v;
+  };
+  const int64_t top = levels - 1;
+  json rows = json::array(), detail = json::object();
+  std::map<std::string, double> headline;
+  for (const auto& layout : kLayouts) {
+    const auto v = over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[iterations][top]); });
+    headline[layout] = mean_of(v);
+    const bool counts = layout != "separated";
+    rows.push_back(report::result_row("fg_ari_" + layout,
+                                      fmt::format("FG-ARI, {} two-digit scenes: GLOM top-level islands (k-means, k = digits), "
+                                                  "mean of {} seeds (sd {:.3f}){}",
+                                                  layout, seeds.size(), sd_of(v), counts ? "" : "; does not count"),
+                                      counts ? json(0.80) : json(nullptr), finite_or_null(headline[layout]), "ARI"));
+    rows.push_back(report::result_row("ink_components_" + layout, "  baseline: connected components of the ink, " + layout, nullptr,
+                                      baselines[layout]["ink_components"], "ARI"));
+    rows.push_back(report::result_row("kmeans_pixels_" + layout,
+                                      fmt::format("  baseline: k-means on raw patch pixels + position (weight {}), {}",
+                                                  baselines[layout]["kmeans_position_weight"].get<double>(), layout),
+                                      nullptr, baselines[layout]["kmeans_pixels_position"], "ARI"));
+    const auto thr = over_seeds([&](size_t s) { return mean_of(scores[s][layout].threshold_ari[top]); });
+    rows.push_back(report::result_row("fg_ari_threshold_" + layout,
+                                      fmt::format("  GLOM top-level islands by cosine > {} + connected components, {}", threshold, layout),
+                                      nullptr, finite_or_null(mean_of(thr)), "ARI"));
+    const auto abl = over_seeds([&](size_t s) { return mean_of(scores[s][layout].ablation_ari[top]); });
+    rows.push_back(report::result_row("fg_ari_attention_off_" + layout,
+                                      "  ablation: same models, attention term switched off at test time, " + layout, nullptr,
+                                      finite_or_null(mean_of(abl)), "ARI"));
+    if (train_ablation) {
+      const auto tabl = over_seeds([&](size_t s) { return mean_of(trained_off[s][layout].kmeans_ari[iterations][top]); });
+      rows.push_back(report::result_row("fg_ari_trained_without_attention_" + layout,
+                                        "  ablation: models trained and run without the attention term, " + layout, nullptr,
+                                        finite_or_null(mean_of(tabl)), "ARI"));
+    }
+  }
+  for (const auto& layout : {std::string("touching"), std::string("overlapping")}) {
+    const double best = std::max(baselines[layout]["ink_components"].get<double>(), baselines[layout]["kmeans_pixels_position"].get<double>());
+    rows.push_back(report::result_row("beats_baselines_" + layout,
+                                      "GLOM top level beats the best trivial baseline on " + layout + " scenes", "yes",
+                                      headline[layout] > best ? "yes" : fmt::format("no ({:.3f} vs {:.3f})", headline[layout], best), ""));
+  }
+  {
+    const auto wb = over_seeds([&](size_t s) { return mean_of(scores[s]["touching"].within_between[top]); });
+    rows.push_back(report::result_row("within_minus_between",
+                                      "Top level: within-digit minus between-digit cosine similarity, touching scenes", nullptr,
+                                      finite_or_null(mean_of(wb)), "cosine"));
+    const auto count = over_seeds([&](size_t s) { return mean_of(scores[s]["touching"].island_count[top]); });
+    rows.push_back(report::result_row("islands_top", fmt::format("Top level: islands (cosine > {}) among ink patches, touching scenes (2 digits)", threshold),
+                                      nullptr, finite_or_null(mean_of(count)), "islands"));
+  }
+  rows.push_back(report::result_row("mnist_top_level", fmt::format("MNIST test accuracy from the top level (MIL head), first {} test digits centred on the canvas, mean of {} seeds (sd {:.2f})",
+                                                                   mnist_digits.size(), seeds.size(), sd_of(mnist)),
+                                    98.0, mean_of(mnist), "%"));
+  if (train_ablation) {
+    rows.push_back(report::result_row("mnist_without_attention", "  the same, models trained without attention", nullptr, mean_of(mnist_off), "%"));
+  }
+
+  // Per level and per iteration, every layout, mean over seeds.
+  for (const auto& layout : kLayouts) {
+    std::vector<std::vector<double>> per(iterations + 1, std::vector<double>(levels));
+    std::vector<double> thr(levels), abl(levels), wb(levels), count(levels), off(levels);
+    for (int64_t t = 0; t <= iterations; ++t) {
+      for (int64_t l = 0; l < levels; ++l) {
+        per[t][l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[t][l]); }));
+      }
+    }
+    for (int64_t l = 0; l < levels; ++l) {
+      thr[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].threshold_ari[l]); }));
+      abl[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].ablation_ari[l]); }));
+      wb[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].within_between[l]); }));
+      count[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].island_count[l]); }));
+      off[l] = train_ablation ? mean_of(over_seeds([&](size_t s) { return mean_of(trained_off[s][layout].kmeans_ari[iterations][l]); }))
+                              : std::nan("");
+    }
+    json per_seed = json::array();
+    for (size_t s = 0; s < seeds.size(); ++s) {
+      std::vector<double> v(levels);
+      for (int64_t l = 0; l < levels; ++l) v[l] = mean_of(scores[s][layout].kmeans_ari[iterations][l]);
+      per_seed.push_back({{"seed", seeds[s]}, {"fg_ari_per_level", matrix_json({v})[0]}});
+    }
+    detail[layout] = {{"fg_ari_iteration_level", matrix_json(per)},
+                      {"fg_ari_threshold_level", matrix_json({thr})[0]},
+                      {"fg_ari_attention_off_level", matrix_json({abl})[0]},
+                      {"fg_ari_trained_without_attention_level", matrix_json({off})[0]},
+                      {"within_minus_between_level", matrix_json({wb})[0]},
+                      {"islands_level", matrix_json({count})[0]},
+                      {"per_seed", per_seed},
+                      {"baselines", baselines[layout]}};
+  }
+
+  json notes = json::array();
+  notes.push_back(fmt::format("Model: {} levels x {} dims, {} iterations, {}x{} patches (a {}x{} grid), radii {}, beta {} x {}^level; "
+                              "trained {} steps x {} scenes per seed on {} MNIST-train scenes ({:.0f}% single digits, the rest 2-3 digits at random positions), "
+                              "with denoising, the island regulariser, InfoNCE push-apart and image-level multi-labels (MIL). No masks in training.",
+                              levels, config.get_int("glom.dim"), iterations, patch, patch, 56 / patch, 56 / patch,
+                              fmt::join(config.get_int_list("glom.radii"), ","), config.get_double("glom.beta"),
+                              config.get_double("glom.beta_growth"), config.get_int("glom.steps"), config.get_int("glom.batch"),
+                              config.get_int("glom.train_scenes"), 100 * config.get_double("glom.single_fraction")));
+  notes.push_back("FG-ARI: islands of the ink patches (largest pixel > 0.3) from spherical k-means with k = the number of digits "
+                  "(told, as Slot Attention is told its slots), mapped to the patch's pixels, against the digit masks; background "
+                  "pixels excluded. Test scenes: two digits of different classes from MNIST test.");
+  json results = report::results_record("glom", "GLOM islands on multi-digit MNIST scenes (Hinton 2021)", options.profile, options.command,
+                                        seconds_since(start), rows);
+  results["notes"] = notes;
+  results["detail"] = detail;
+  results["train_seconds_per_seed"] = train_seconds;
+  report::write_file_atomic(root + "/results.json", results.dump(2));
+  if (!options.results_path.empty()) report::write_file_atomic(options.results_path, results.dump(2));
+
+  const std::string table = report::result_rows_markdown(rows, "target");
+  std::cout << "\nGLOM islands, profile " << options.profile << " (runs in " << root << ")\n\n" << table << "\n";
+
+  report::HtmlReport page("GLOM islands on multi-digit MNIST scenes (profile " + options.profile + ")");
+  page.paragraph(notes[0].get<std::string>());
+  page.paragraph(notes[1].get<std::string>());
+  page.table(report::result_cells(rows, "target"));
+  for (const auto& layout : kLayouts) {
+    page.heading("FG-ARI per iteration and level: " + layout + " scenes (mean of seeds)");
+    std::vector<std::vector<std::string>> cells;
+    std::vector<std::string> header = {"iteration"};
+    for (int64_t l = 0; l < levels; ++l) header.push_back(fmt::format("level {}", l));
+    cells.push_back(header);
+    for (int64_t t = 0; t <= iterations; ++t) {
+      std::vector<std::string> row = {t == 0 ? "start (bottom-up)" : std::to_string(t)};
+      for (int64_t l = 0; l < levels; ++l) {
+        const auto& v = detail[layout]["fg_ari_iteration_level"][t][l];
+        row.push_back(v.is_null() ? "-" : fmt::format("{:.3f}", v.get<double>()));
+      }
+      cells.push_back(row);
+    }
+    for (const char* key : {"fg_ari_threshold_level", "fg_ari_attention_off_level", "fg_ari_trained_without_attention_level",
+                            "within_minus_between_level", "islands_level"}) {
+      std::vector<std::string> row = {key};
+      for (int64_t l = 0; l < levels; ++l) {
+        const auto& v = detail[layout][key][l];
+        row.push_back(v.is_null() ? "-" : fmt::format("{:.3f}", v.get<double>()));
+      }
+      cells.push_back(row);
+    }
+    page.table(cells);
+  }
+  page.heading("Islands over the input (seed " + std::to_string(seeds[0]) + ")");
+  page.paragraph("Each block is one scene: the first row shows the digit masks, then one row per level (0 at the top), one column "
+                 "per iteration (start, then 1..T). Colours are the k-means islands of the ink patches; grey is background.");
+  page.image("touching scenes", pictures_touching, 2);
+  page.image("overlapping scenes", pictures_overlapping, 2);
+  page.image("separated scenes", pictures_separated, 2);
+  std::vector<report::Series> curves;
+  for (const auto& record : report::read_metrics(root + "/metrics.jsonl")) {
+    const std::string name = fmt::format("seed {}{} loss", record["seed"].get<int64_t>(), record["attention"].get<bool>() ? "" : " no-attention");
+    auto it = std::find_if(curves.begin(), curves.end(), [&](const report::Series& c) { return c.name == name; });
+    if (it == curves.end()) curves.push_back({name, {}, {}}), it = curves.end() - 1;
+    it->x.push_back(record["step"].get<double>());
+    it->y.push_back(record["loss"].get<double>());
+  }
+  if (!curves.empty()) page.line_chart("training loss", "step", "loss", curves);
+  page.save(root + "/report.html");
+  return results;
+}
+
+}  // namespace distillery::experiments

@@ -1,0 +1,298 @@
+// GLOM (issue 10): consensus attention, the model's shapes, islands, FG-ARI, scenes, the loss.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <type_traits>
+
+#include "distillery/data/scenes.h"
+#include "distillery/nn/glom.h"
+#include "distillery/nn/islands.h"
+#include "test_support.h"
+
+namespace distillery {
+namespace {
+
+using nn::ConsensusOptions;
+using testing::SeededTest;
+
+class Glom : public SeededTest {};
+
+TEST_F(Glom, ConsensusWeightsSumToOneAndExcludeSelf) {
+  const auto x = torch::randn({2, 5 * 6, 7});
+  for (int64_t radius : {1, 2}) {
+    const auto out = nn::consensus_attention(x, 5, 6, ConsensusOptions().radius(radius).beta(3.0).return_weights(true));
+    const int64_t k = (2 * radius + 1) * (2 * radius + 1);
+    ASSERT_EQ(out.weights.sizes(), (std::vector<int64_t>{2, 30, k}));
+    ASSERT_EQ(out.consensus.sizes(), x.sizes());
+    EXPECT_TRUE(torch::allclose(out.weights.sum(-1), torch::ones({2, 30}), 1e-5, 1e-6));
+    EXPECT_EQ(out.weights.select(2, k / 2).abs().max().item<float>(), 0.0f);  // self: exactly zero
+    // Window positions outside the grid get zero weight: corner (0, 0) has no row above.
+    const auto neighbours = nn::window_neighbours(5, 6, radius);
+    const auto outside = neighbours.lt(0);
+    EXPECT_EQ(out.weights.masked_select(outside.unsqueeze(0).expand({2, 30, k})).abs().max().item<float>(), 0.0f);
+  }
+  const auto global = nn::consensus_attention(x, 5, 6, ConsensusOptions().radius(-1).beta(3.0).return_weights(true));
+  ASSERT_EQ(global.weights.sizes(), (std::vector<int64_t>{2, 30, 30}));
+  EXPECT_TRUE(torch::allclose(global.weights.sum(-1), torch::ones({2, 30}), 1e-5, 1e-6));
+  EXPECT_EQ(global.weights.diagonal(0, 1, 2).abs().max().item<float>(), 0.0f);
+}
+
+// The windowed computation equals dense attention over all N locations with everything outside
+// the window (and the location itself) masked.
+TEST_F(Glom, LocalConsensusMatchesDenseMaskedReference) {
+  const int64_t h = 4, w = 5, n = h * w, radius = 1;
+  const auto x = torch::randn({3, n, 6}, torch::kFloat64);
+  const auto out = nn::consensus_attention(x, h, w, ConsensusOptions().radius(radius).beta(7.0).return_weights(true));
+  const auto normed = x / x.norm(2, -1, true);
+  auto logits = torch::matmul(normed, normed.transpose(1, 2)) * 7.0;
+  auto far = torch::zeros({n, n}, torch::kBool);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      far[i][j] = i == j || std::max(std::abs(i / w - j / w), std::abs(i % w - j % w)) > radius;
+    }
+  }
+  const auto dense = logits.masked_fill(far, -INFINITY).softmax(-1);
+  EXPECT_TRUE(torch::allclose(out.consensus, torch::matmul(dense, x), 1e-10, 1e-12));
+  const auto index = nn::window_neighbours(h, w, radius);
+  const auto gathered = dense.gather(2, index.clamp_min(0).unsqueeze(0).expand({3, n, index.size(1)}))
+                            .masked_fill(index.lt(0).unsqueeze(0), 0.0);
+  EXPECT_TRUE(torch::allclose(out.weights, gathered, 1e-10, 1e-12));
+  // The dense implementation option gives the same results.
+  const auto matrix = nn::consensus_attention(x, h, w, ConsensusOptions().radius(radius).beta(7.0).return_weights(true).dense(true));
+  EXPECT_TRUE(torch::allclose(matrix.consensus, out.consensus, 1e-10, 1e-12));
+  EXPECT_TRUE(torch::allclose(matrix.weights, out.weights, 1e-10, 1e-12));
+}
+
+TEST_F(Glom, ConsensusMatchesHandComputedAverage) {
+  // A 1 x 3 grid, radius 1: the middle location averages its two neighbours with weights
+  // proportional to exp(beta * cos).
+  const auto x = torch::tensor({{1.0, 0.0}, {1.0, 1.0}, {0.0, 2.0}}, torch::kFloat64).unsqueeze(0);
+  const double beta = 2.0;
+  const auto out = nn::consensus_attention(x, 1, 3, ConsensusOptions().radius(1).beta(beta));
+  const double c = 1.0 / std::sqrt(2.0);  // cos of (1,1) with both (1,0) and (0,2)
+  const double w = std::exp(beta * c) / (2 * std::exp(beta * c));
+  const auto expected = torch::tensor({w * 1.0 + w * 0.0, w * 0.0 + w * 2.0}, torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(out.consensus[0][1], expected, 1e-12, 1e-12)) << out.consensus;
+  // The ends have one neighbour each: they copy it.
+  EXPECT_TRUE(torch::allclose(out.consensus[0][0], x[0][1]));
+  EXPECT_TRUE(torch::allclose(out.consensus[0][2], x[0][1]));
+}
+
+TEST_F(Glom, ConsensusGradientMatchesFiniteDifferences) {
+  for (int64_t radius : {1, -1}) {
+    auto x = torch::randn({2, 3 * 4, 3}, torch::kFloat64).requires_grad_(true);
+    const auto probe = torch::randn({2, 12, 3}, torch::kFloat64);
+    auto f = [&](const torch::Tensor& input) {
+      return (nn::consensus_attention(input, 3, 4, ConsensusOptions().radius(radius).beta(4.0)).consensus * probe).sum();
+    };
+    f(x).backward();
+    const auto analytic = x.grad().clone();
+    auto flat = x.detach().clone().reshape({-1});
+    const double h = 1e-6;
+    double worst = 0;
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      auto plus = flat.clone(), minus = flat.clone();
+      plus[i] += h;
+      minus[i] -= h;
+      const double numeric = (f(plus.view(x.sizes())).item<double>() - f(minus.view(x.sizes())).item<double>()) / (2 * h);
+      worst = std::max(worst, std::abs(numeric - analytic.reshape({-1})[i].item<double>()));
+    }
+    EXPECT_LT(worst, 1e-6) << "radius " << radius;
+  }
+}
+
+TEST_F(Glom, ShapesOfEveryOutput) {
+  nn::Glom model(nn::GlomOptions().image_size(16).patch_size(4).levels(3).dim(8).hidden(12).iterations(3)
+                     .radii({1, 1, -1}).betas({2, 4, 8}).learned_mixing(true).context(2).bottom_up_window(1));
+  const auto images = torch::rand({2, 1, 16, 16});
+  const auto out = model->forward(images, torch::zeros({2, 16}, torch::kBool), /*record=*/true);
+  EXPECT_EQ(out.levels.sizes(), (std::vector<int64_t>{2, 16, 3, 8}));
+  EXPECT_EQ(out.iterations.sizes(), (std::vector<int64_t>{4, 2, 16, 3, 8}));
+  EXPECT_EQ(out.bottom_up.sizes(), out.levels.sizes());
+  EXPECT_EQ(out.top_down.sizes(), out.levels.sizes());
+  EXPECT_EQ(out.consensus.sizes(), out.levels.sizes());
+  EXPECT_EQ(out.reconstruction.sizes(), (std::vector<int64_t>{2, 16, 16}));
+  EXPECT_EQ(out.location_logits.sizes(), (std::vector<int64_t>{2, 16, 10}));
+  EXPECT_EQ(out.image_logits.sizes(), (std::vector<int64_t>{2, 10}));
+  EXPECT_TRUE(torch::allclose(out.iterations[3], out.levels));
+  const auto mix = model->mixing_weights();
+  EXPECT_TRUE(torch::allclose(mix.sum(1), torch::ones({3})));
+  EXPECT_EQ(mix[2][2].item<float>(), 0.0f);  // no top-down term at the top
+  model->set_attention(false);
+  EXPECT_EQ(model->mixing_weights().select(1, 3).abs().max().item<float>(), 0.0f);
+  EXPECT_THROW(model->forward(torch::rand({2, 1, 12, 12})), c10::Error);
+  EXPECT_THROW(nn::Glom(nn::GlomOptions().levels(2).radii({1, 1, 1}).betas({1, 1})), c10::Error);
+}
+
+// Denoising hides patches from every column: with context windows, changing a hidden patch's
+// pixels changes nothing the model computes.
+TEST_F(Glom, HiddenPatchesAreInvisibleEvenWithContext) {
+  nn::Glom model(nn::GlomOptions().image_size(16).patch_size(4).levels(2).dim(8).hidden(8).iterations(2)
+                     .radii({1, 1}).betas({2, 4}).context(4).bottom_up_window(1));
+  torch::NoGradGuard no_grad;
+  auto image = torch::rand({1, 1, 16, 16});
+  auto mask = torch::zeros({1, 16}, torch::kBool);
+  mask[0][5] = true;  // the patch at grid (1, 1): pixels 4..7 x 4..7
+  const auto before = model->forward(image, mask).levels;
+  auto changed = image.clone();
+  changed.narrow(2, 4, 4).narrow(3, 4, 4).fill_(1.0);
+  EXPECT_TRUE(torch::equal(model->forward(changed, mask).levels, before));
+  EXPECT_FALSE(torch::equal(model->forward(changed).levels, model->forward(image).levels));
+}
+
+// Two constant regions, each embedding corrupted by noise: repeated consensus averaging (the echo
+// chamber alone) turns them into exactly two islands, one per region; the noise alone does not.
+TEST_F(Glom, IslandsFormOnTwoConstantRegions) {
+  const int64_t h = 8, w = 8, d = 16;
+  const auto a = torch::randn({d}), b = torch::randn({d});
+  auto regions = torch::zeros({h * w}, torch::kInt64);
+  for (int64_t i = 0; i < h * w; ++i) regions[i] = (i % w) < 3 ? 1 : 2;  // left 3 columns, right 5
+  auto x = torch::where(regions.eq(1).unsqueeze(1), a.unsqueeze(0), b.unsqueeze(0)) + 0.6 * torch::randn({h * w, d});
+  x = x.unsqueeze(0);
+  const auto before = nn::threshold_islands(x[0], h, w, 0.95);
+  EXPECT_GT(nn::island_sizes(before).size(), 10u);
+  for (int step = 0; step < 15; ++step) {
+    x = 0.5 * x + 0.5 * nn::consensus_attention(x, h, w, ConsensusOptions().radius(1).beta(10.0)).consensus;
+  }
+  const auto after = nn::threshold_islands(x[0], h, w, 0.95);
+  EXPECT_EQ(nn::island_sizes(after), (std::vector<int64_t>{40, 24}));
+  EXPECT_DOUBLE_EQ(nn::adjusted_rand_index(regions, after), 1.0);
+  EXPECT_GT(nn::within_minus_between_cosine(x[0], regions), 0.5);
+  // k-means with two clusters finds the same partition.
+  EXPECT_DOUBLE_EQ(nn::adjusted_rand_index(regions, nn::kmeans(x[0], 2, 1, /*cosine=*/true)), 1.0);
+}
+
+// The whole model on an image of two constant regions with noise: with the attention term the
+// object level's columns agree more within each region than without it.
+TEST_F(Glom, ModelAttentionTightensIslandsOnTwoRegions) {
+  nn::Glom model(nn::GlomOptions().image_size(32).patch_size(4).levels(2).dim(16).hidden(16).iterations(8)
+                     .radii({1, 2}).betas({10, 20}).weight_attention(2.0));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto image = torch::zeros({1, 1, 32, 32});
+  image.narrow(3, 0, 12).fill_(0.9);
+  image = (image + 0.15 * torch::randn({1, 1, 32, 32})).clamp(0, 1);
+  auto regions = torch::zeros({64}, torch::kInt64);
+  for (int64_t i = 0; i < 64; ++i) regions[i] = (i % 8) < 3 ? 1 : 2;
+  // Mean cosine similarity of the object level's columns within each region, and the number of
+  // islands at a cosine threshold.
+  auto agreement = [&](bool attention) {
+    model->set_attention(attention);
+    const auto emb = model->forward(image).levels[0].select(1, 1);  // [N, D]
+    const auto normed = emb / emb.norm(2, 1, true);
+    const auto sim = torch::matmul(normed, normed.t());
+    const auto same = regions.unsqueeze(0).eq(regions.unsqueeze(1)).logical_and(torch::eye(64, torch::kBool).logical_not());
+    return std::make_pair(sim.masked_select(same).mean().item<double>(),
+                          nn::island_sizes(nn::threshold_islands(emb, 8, 8, 0.98)).size());
+  };
+  const auto with = agreement(true), without = agreement(false);
+  EXPECT_GT(with.first, without.first + 0.02) << "with attention " << with.first << ", without " << without.first;
+  EXPECT_LT(with.second, without.second) << "islands with attention " << with.second << ", without " << without.second;
+}
+
+TEST_F(Glom, ForegroundAriOnKnownPartitions) {
+  const auto truth = torch::tensor({1, 1, 1, 2, 2, 2, 3, 3}, torch::kInt64);
+  EXPECT_DOUBLE_EQ(nn::adjusted_rand_index(truth, truth), 1.0);
+  EXPECT_DOUBLE_EQ(nn::adjusted_rand_index(truth, torch::tensor({7, 7, 7, 0, 0, 0, 5, 5}, torch::kInt64)), 1.0);  // renamed
+  // Hand-computed: pairs(2,1,1,2 cells) = 2; rows (3,3) -> 6; columns (2,2,2) -> 3; 15 pairs:
+  // expected 6 * 3 / 15 = 1.2, maximum 4.5: ARI = 0.8 / 3.3.
+  EXPECT_NEAR(nn::adjusted_rand_index(torch::tensor({0, 0, 0, 1, 1, 1}), torch::tensor({0, 0, 1, 1, 2, 2})), 0.8 / 3.3, 1e-12);
+  // Another: rows (2, 2) -> 2, columns (3, 1) -> 3, cells -> 1, 6 pairs: (1 - 1) / (2.5 - 1) = 0.
+  EXPECT_NEAR(nn::adjusted_rand_index(torch::tensor({0, 0, 1, 1}), torch::tensor({0, 0, 0, 1})), 0.0, 1e-12);
+  // Symmetric in its arguments.
+  const auto p = torch::tensor({0, 1, 1, 2, 0, 2, 2, 1}, torch::kInt64);
+  EXPECT_NEAR(nn::adjusted_rand_index(truth, p), nn::adjusted_rand_index(p, truth), 1e-12);
+  // Foreground only: background pixels (0) do not count, whatever they are predicted as.
+  const auto mask = torch::tensor({{0, 1, 1}, {0, 2, 2}}, torch::kInt64);
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, torch::tensor({{5, 3, 3}, {3, 4, 4}}, torch::kInt64)), 1.0);
+  EXPECT_LT(nn::foreground_ari(mask, torch::tensor({{0, 3, 4}, {0, 3, 4}}, torch::kInt64)), 0.0);
+  EXPECT_TRUE(std::isnan(nn::foreground_ari(torch::zeros({2, 2}, torch::kInt64), torch::zeros({2, 2}, torch::kInt64))));
+}
+
+TEST_F(Glom, BaselinesOnASyntheticScene) {
+  // Two separate blobs: connected components of the ink separate them perfectly; the patch
+  // k-means baseline too.
+  auto image = torch::zeros({16, 16});
+  image.narrow(0, 0, 8).narrow(1, 0, 4).fill_(1.0);
+  image.narrow(0, 8, 8).narrow(1, 12, 4).fill_(1.0);
+  auto mask = torch::zeros({16, 16}, torch::kInt64);
+  mask.narrow(0, 0, 8).narrow(1, 0, 4).fill_(1);
+  mask.narrow(0, 8, 8).narrow(1, 12, 4).fill_(2);
+  const auto components = nn::ink_components(image, 0.5);
+  EXPECT_EQ(components.max().item<int64_t>(), 2);
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, components), 1.0);
+  const auto ink = nn::ink_patches(image, 4, 0.5);
+  EXPECT_EQ(ink.sum().item<int64_t>(), 4);
+  const auto clusters = nn::cluster_ink_patches(nn::pixel_position_features(image, 4, 4.0), ink, 4, 4, 2, 1, false);
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, clusters), 1.0);
+  const auto objects = nn::patch_objects(mask, 4);
+  EXPECT_EQ(objects.sizes(), (std::vector<int64_t>{16}));
+  EXPECT_EQ(objects[0].item<int64_t>(), 1);
+  EXPECT_EQ(objects[15].item<int64_t>(), 2);
+  EXPECT_EQ(objects[1].item<int64_t>(), 0);
+}
+
+data::Dataset toy_digits() {
+  // Ten "digits" (filled squares of different sizes), one per class, 28 x 28.
+  data::Dataset d;
+  d.images = torch::zeros({10, 1, 28, 28});
+  d.labels = torch::arange(10, torch::kInt64);
+  for (int64_t c = 0; c < 10; ++c) d.images[c][0].narrow(0, 6, 10 + c).narrow(1, 8, 12).fill_(1.0);
+  return d;
+}
+
+TEST_F(Glom, ScenesAreSeededAndMeetTheirLayout) {
+  const auto digits = toy_digits();
+  for (auto layout : {data::SceneLayout::Separated, data::SceneLayout::Touching, data::SceneLayout::Overlapping}) {
+    const auto opts = data::SceneOptions().min_digits(2).max_digits(2).layout(layout).seed(7);
+    const auto a = data::make_scenes(digits, 12, opts), b = data::make_scenes(digits, 12, opts);
+    EXPECT_TRUE(torch::equal(a.images, b.images));
+    EXPECT_TRUE(torch::equal(a.masks, b.masks));
+    EXPECT_FALSE(torch::equal(a.images, data::make_scenes(digits, 12, data::SceneOptions(opts).seed(8)).images));
+    EXPECT_EQ(a.images.sizes(), (std::vector<int64_t>{12, 1, 56, 56}));
+    EXPECT_TRUE(torch::equal(a.labels.sum(1), torch::full({12}, 2.0f)));
+    for (int64_t n = 0; n < 12; ++n) {
+      EXPECT_EQ(a.masks[n].max().item<int64_t>(), 2);
+      const auto ink_components = nn::ink_components(a.images[n][0], 0.3).max().item<int64_t>();
+      // Solid squares: separated ones form two components of ink, touching or overlapping ones one.
+      EXPECT_EQ(ink_components, layout == data::SceneLayout::Separated ? 2 : 1) << data::scene_layout_name(layout) << " " << n;
+    }
+  }
+  EXPECT_THROW(data::parse_scene_layout("stacked"), InputError);
+}
+
+TEST_F(Glom, MasksNeverReachTheLoss) {
+  // The objective takes images and image-level labels only; scenes differing only in their masks
+  // give the same loss under the same random state.
+  static_assert(std::is_invocable_r_v<nn::GlomLoss, decltype(&nn::glom_loss), nn::Glom&, const torch::Tensor&,
+                                      const torch::Tensor&, const nn::GlomLossOptions&>);
+  auto scenes = data::make_scenes(toy_digits(), 4, data::SceneOptions().seed(3));
+  nn::Glom model(nn::GlomOptions().levels(2).dim(8).hidden(8).iterations(2).radii({1, 2}).betas({2, 4}));
+  torch::manual_seed(5);
+  const auto first = nn::glom_loss(model, scenes.images, scenes.labels, nn::GlomLossOptions()).total.item<double>();
+  scenes.masks = torch::randint(0, 3, scenes.masks.sizes(), torch::kInt64);
+  torch::manual_seed(5);
+  const auto second = nn::glom_loss(model, scenes.images, scenes.labels, nn::GlomLossOptions()).total.item<double>();
+  EXPECT_EQ(first, second);
+  EXPECT_TRUE(std::isfinite(first));
+}
+
+TEST_F(Glom, TrainingLowersTheLoss) {
+  auto scenes = data::make_scenes(toy_digits(), 16, data::SceneOptions().min_digits(1).max_digits(2).seed(4));
+  nn::Glom model(nn::GlomOptions().levels(2).dim(16).hidden(16).iterations(3).radii({1, 2}).betas({5, 10}));
+  torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(3e-3));
+  const auto options = nn::GlomLossOptions().mask_fraction(0);
+  const double start = nn::glom_loss(model, scenes.images, scenes.labels, options).total.item<double>();
+  for (int step = 0; step < 30; ++step) {
+    opt.zero_grad();
+    auto loss = nn::glom_loss(model, scenes.images, scenes.labels, options);
+    loss.total.backward();
+    opt.step();
+  }
+  const double end = nn::glom_loss(model, scenes.images, scenes.labels, options).total.item<double>();
+  EXPECT_LT(end, 0.8 * start) << "start " << start << " end " << end;
+}
+
+}  // namespace
+}  // namespace distillery
