@@ -47,13 +47,16 @@ void write_durably(const std::string& path, const std::string& bytes) {
 torch::serialize::InputArchive open_archive(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path + ": checkpoint file does not exist");
   torch::serialize::InputArchive archive;
+  c10::IValue format;
   try {
     archive.load_from(path);
-  } catch (const c10::Error& e) {
+    archive.try_read("format", format);
+  } catch (const std::exception& e) {
+    // LibTorch's reader throws c10::Error for a damaged zip but std::runtime_error for damaged
+    // TorchScript inside it (found by fuzz/fuzz_checkpoint): both are a bad file.
     throw InputError(path + ": not a readable checkpoint (corrupt or truncated file?)");
   }
-  c10::IValue format;
-  if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != kFormat) {
+  if (!format.isString() || format.toStringRef() != kFormat) {
     throw InputError(path + ": not a distillery checkpoint (missing or unknown 'format' entry)");
   }
   return archive;
