@@ -2,8 +2,12 @@
 BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+# The sanitizer build: clang, AddressSanitizer + UndefinedBehaviorSanitizer, libFuzzer targets.
+SAN_BUILD ?= build-sanitize
+SAN_TESTS ?= $(shell cat tests/sanitizer_tests.txt)
+FUZZ_SECONDS ?= 300
 
-.PHONY: setup build demo test bench clean
+.PHONY: setup build demo test sanitize fuzz bench reliability clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,8 +21,27 @@ build: setup $(BUILD)/CMakeCache.txt
 demo: build
 	$(BUILD)/distillery experiment hinton2015 --profile quick
 
-test: build
+test: build sanitize
 	cd $(BUILD) && ctest --output-on-failure -j1
+
+$(SAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DDISTILLERY_FUZZ=ON \
+	  -DDISTILLERY_BUILD_BENCH=OFF
+
+# The fast unit tests under ASan + UBSan, then a bounded run of each fuzz target.
+sanitize: setup $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j$(JOBS) --target distillery_tests fuzz_idx fuzz_config fuzz_checkpoint
+	ASAN_OPTIONS=detect_leaks=0 DISTILLERY_DATA=$(CURDIR)/data $(SAN_BUILD)/tests/distillery_tests --gtest_filter='$(SAN_TESTS)'
+	bash fuzz/run.sh $(SAN_BUILD) 10
+
+# A longer fuzzing run whose figures go to docs/RESULTS.md.
+fuzz: sanitize
+	bash fuzz/run.sh $(SAN_BUILD) $(FUZZ_SECONDS) docs/results/fuzz.json
+	$(BUILD)/distillery results
+
+# The fault-injection suite alone, recording its outcomes in docs/RELIABILITY.md.
+reliability: build
+	bash tests/reliability_test.sh $(BUILD)/distillery $(CURDIR) docs/RELIABILITY.md
 
 bench: build
 	bash bench/run.sh $(BENCH_ARGS)

@@ -126,6 +126,11 @@ int main(int argc, char** argv) {
   predict->add_option("--temperature,-T", predict_temperature, "soften the distribution to show the model's dark knowledge")
       ->check(CLI::PositiveNumber);
 
+  // inspect
+  auto* inspect = app.add_subcommand("inspect", "print a checkpoint's architecture, step, size and weights digest");
+  std::string inspect_checkpoint;
+  inspect->add_option("checkpoint", inspect_checkpoint, "checkpoint.pt")->required();
+
   // report and compare
   auto* report = app.add_subcommand("report", "write RUN_DIR/report.html (config, results, curves, confusion matrix)");
   std::string report_dir;
@@ -232,6 +237,14 @@ int main(int argc, char** argv) {
           std::cout << fmt::format("  {:>2} {:8.5f} {}\n", c, p, std::string(static_cast<size_t>(p * 50 + 0.5), '#'));
         }
       }
+    } else if (inspect->parsed()) {
+      const auto loaded = distillery::train::load_model(inspect_checkpoint);
+      std::cout << "checkpoint:   " << inspect_checkpoint << "\n"
+                << "architecture: " << loaded.meta.spec.to_json().dump() << "\n"
+                << "step:         " << loaded.meta.step << "\n"
+                << "parameters:   " << distillery::nn::count_parameters(*loaded.model) << "\n"
+                << "weights:      " << distillery::train::weights_digest(*loaded.model) << "\n"
+                << "non-finite:   " << distillery::train::count_nonfinite(*loaded.model) << "\n";
     } else if (report->parsed()) {
       std::cout << "wrote " << distillery::report::write_run_report(report_dir) << "\n";
     } else if (compare->parsed()) {

@@ -5,7 +5,9 @@ set -euo pipefail
 
 packages=(cmake g++ make libtorch-dev libopenblas0-pthread libgloo-dev libyaml-cpp-dev
           libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libstb-dev zlib1g-dev
-          libgtest-dev libbenchmark-dev python3-torch)
+          libgtest-dev libbenchmark-dev python3-torch
+          chromium fonts-dejavu-core  # the report.html test in a browser
+          clang libclang-rt-14-dev)   # sanitizers and libFuzzer
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -278,8 +278,13 @@ Config Config::parse(const std::string& text, const std::string& source) {
   if (root.IsNull()) return config;
   if (!root.IsMap()) throw InputError(source + ": a config must be a YAML mapping of keys to values");
   std::vector<std::pair<std::string, YAML::Node>> entries;
-  flatten(root, "", &entries);
-  for (const auto& [key, value] : entries) config.assign(key, value, source);
+  try {
+    flatten(root, "", &entries);
+    for (const auto& [key, value] : entries) config.assign(key, value, source);
+  } catch (const YAML::Exception& e) {
+    // A key that is not a plain string ("? [a, b]: 1"), found by fuzz/fuzz_config.
+    throw InputError(fmt::format("{}: unreadable config at line {}: {}", source, e.mark.line + 1, e.msg));
+  }
   return config;
 }
 

@@ -65,7 +65,10 @@ std::string gunzip(const std::string& compressed, const std::string& path) {
 
 }  // namespace
 
-torch::Tensor parse_idx(const std::string& bytes, const std::string& source) {
+torch::Tensor parse_idx(const std::string& file_bytes, const std::string& source) {
+  const bool gzipped = file_bytes.size() >= 2 && static_cast<unsigned char>(file_bytes[0]) == 0x1f &&
+                       static_cast<unsigned char>(file_bytes[1]) == 0x8b;
+  const std::string bytes = gzipped ? gunzip(file_bytes, source) : file_bytes;
   if (bytes.empty()) throw InputError(source + ": empty file, expected an IDX header");
   if (bytes.size() < 4) throw InputError(source + ": file too short for an IDX header (" + std::to_string(bytes.size()) + " bytes)");
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
@@ -110,11 +113,7 @@ torch::Tensor parse_idx(const std::string& bytes, const std::string& source) {
 }
 
 torch::Tensor read_idx(const std::string& path) {
-  std::string bytes = read_file(path);
-  const bool gzipped = bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f &&
-                       static_cast<unsigned char>(bytes[1]) == 0x8b;
-  if (gzipped) bytes = gunzip(bytes, path);
-  return parse_idx(bytes, path);
+  return parse_idx(read_file(path), path);
 }
 
 void write_idx(const std::string& path, const torch::Tensor& values) {

@@ -7,6 +7,7 @@
 #include "distillery/report/metrics.h"
 #include "distillery/report/run_report.h"
 #include "distillery/train/checkpoint.h"
+#include "distillery/train/misclassified.h"
 #include "distillery/train/run.h"
 
 namespace distillery::distill {
@@ -106,6 +107,7 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
                            {"teacher_rows", outcome.teacher_rows},
                            {"teacher_lookups", outcome.teacher_lookups}};
   if (outcome.bias) result["bias"] = outcome.bias->to_json();
+  result["misclassified"] = train::save_misclassified(*outcome.student, run_data.test, outcome.run_dir + "/misclassified.png");
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);
   return outcome;

@@ -12,6 +12,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +35,22 @@ int64_t env_int(const char* name, const char* value) {
   }
 }
 
+// The store's server (rank 0) must own MASTER_PORT; a port held by another process is a set-up
+// mistake the user can fix, so it is reported as bad input rather than as a failed rendezvous.
+void check_port_free(int64_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return;
+  const int yes = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_ANY);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  const bool in_use = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  if (in_use) throw InputError(fmt::format("MASTER_PORT={} is already in use on this machine: choose a free port", port));
+}
+
 class GlooExchange : public PeerExchange {
  public:
   GlooExchange(const DistributedEnv& env, double timeout_seconds)
@@ -44,6 +61,7 @@ class GlooExchange : public PeerExchange {
     store_options.numWorkers = static_cast<size_t>(env.world_size);
     store_options.waitWorkers = true;
     store_options.timeout = timeout_;
+    if (env.rank == 0) check_port_free(env.port);
     try {
       store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
       auto options = c10d::ProcessGroupGloo::Options::create(timeout_);

@@ -10,6 +10,7 @@
 
 #include "distillery/error.h"
 #include "distillery/report/html.h"
+#include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
 
 namespace distillery::report {
@@ -74,6 +75,16 @@ std::string write_run_report(const std::string& run_dir) {
     const auto k = static_cast<int64_t>(std::lround(std::sqrt(double(cells.size()))));
     page.heading("Confusion matrix");
     page.confusion("test set", torch::tensor(cells, torch::kInt64).view({k, k}));
+  }
+  if (result.contains("misclassified") && fs::exists(run_dir + "/misclassified.png")) {
+    std::vector<std::string> pairs;
+    for (const auto& example : result.at("misclassified")) {
+      pairs.push_back(fmt::format("{}→{}", example.at("label").get<int64_t>(), example.at("predicted").get<int64_t>()));
+    }
+    page.heading("Misclassified test images");
+    page.image("the first " + std::to_string(pairs.size()) + " misclassified, row by row (label→predicted): " +
+                   fmt::format("{}", fmt::join(pairs, " ")),
+               read_grey_image(run_dir + "/misclassified.png"), /*display_scale=*/2);
   }
   if (fs::exists(run_dir + "/config.yaml")) {
     page.heading("Config");

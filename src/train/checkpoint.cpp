@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <sstream>
 
 #include "distillery/error.h"
 
@@ -22,23 +23,40 @@ std::string archive_key(const std::string& name) {
   return key;
 }
 
-void fsync_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
+// Writes `bytes` to `path` and flushes them to the disk; on any failure removes the partial file and
+// throws naming the path and the system's reason (ENOSPC: disk full).
+void write_durably(const std::string& path, const std::string& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw std::runtime_error(path + ": cannot create: " + std::strerror(errno));
+  size_t written = 0;
+  int error = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { error = n < 0 ? errno : ENOSPC; break; }
+    written += static_cast<size_t>(n);
+  }
+  if (error == 0 && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0) {
+    ::unlink(path.c_str());
+    throw std::runtime_error(path + ": " + std::strerror(error));
+  }
 }
 
 torch::serialize::InputArchive open_archive(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path + ": checkpoint file does not exist");
   torch::serialize::InputArchive archive;
+  c10::IValue format;
   try {
     archive.load_from(path);
-  } catch (const c10::Error& e) {
+    archive.try_read("format", format);
+  } catch (const std::exception& e) {
+    // LibTorch's reader throws c10::Error for a damaged zip but std::runtime_error for damaged
+    // TorchScript inside it (found by fuzz/fuzz_checkpoint): both are a bad file.
     throw InputError(path + ": not a readable checkpoint (corrupt or truncated file?)");
   }
-  c10::IValue format;
-  if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != kFormat) {
+  if (!format.isString() || format.toStringRef() != kFormat) {
     throw InputError(path + ": not a distillery checkpoint (missing or unknown 'format' entry)");
   }
   return archive;
@@ -80,14 +98,16 @@ void save_checkpoint(const std::string& path, nn::ClassifierImpl& model, const C
   }
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
+  // Serialised in memory first: LibTorch's file writer aborts the process when the disk fills up
+  // (its destructor throws), so the bytes go to the disk through a write we can check.
+  std::ostringstream buffer;
+  archive.save_to(buffer);
   const std::string tmp = path + ".tmp";
   try {
-    archive.save_to(tmp);
-  } catch (const c10::Error& e) {
-    std::filesystem::remove(tmp);
-    throw std::runtime_error(path + ": cannot write checkpoint (disk full or folder not writable?); the previous checkpoint is kept");
+    write_durably(tmp, buffer.str());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("cannot write checkpoint {} ({}); the previous checkpoint is kept", path, e.what()));
   }
-  fsync_file(tmp);
   std::error_code error;
   std::filesystem::rename(tmp, path, error);
   if (error) {
@@ -151,6 +171,33 @@ LoadedModel load_model(const std::string& path) {
   load_checkpoint_into(path, *model, nullptr);
   model->eval();
   return {model, meta};
+}
+
+std::string weights_digest(const torch::nn::Module& module) {
+  uint64_t hash = 1469598103934665603ULL;
+  auto mix = [&](const void* data, size_t size) {
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 1099511628211ULL;
+  };
+  auto add = [&](const std::string& name, const torch::Tensor& tensor) {
+    mix(name.data(), name.size());
+    const auto sizes = tensor.sizes();
+    mix(sizes.data(), sizes.size() * sizeof(int64_t));
+    const auto dense = tensor.detach().contiguous().cpu();
+    mix(dense.data_ptr(), dense.numel() * dense.element_size());
+  };
+  for (const auto& p : module.named_parameters()) add(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) add(b.key(), b.value());
+  return fmt::format("{:016x}", hash);
+}
+
+int64_t count_nonfinite(const torch::nn::Module& module) {
+  int64_t count = 0;
+  for (const auto& p : module.named_parameters()) count += (~torch::isfinite(p.value().detach())).sum().item<int64_t>();
+  for (const auto& b : module.named_buffers()) {
+    if (b.value().is_floating_point()) count += (~torch::isfinite(b.value())).sum().item<int64_t>();
+  }
+  return count;
 }
 
 }  // namespace distillery::train

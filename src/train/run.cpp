@@ -8,6 +8,7 @@
 #include "distillery/nn/capsules.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/run_report.h"
+#include "distillery/train/misclassified.h"
 
 namespace distillery::train {
 
@@ -95,6 +96,7 @@ RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requ
                            {"seconds", outcome.train.seconds},
                            {"samples_per_second", outcome.train.samples_per_second},
                            {"parameters", outcome.num_parameters}};
+  result["misclassified"] = save_misclassified(*outcome.model, run_data.test, outcome.run_dir + "/misclassified.png");
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);
   return outcome;

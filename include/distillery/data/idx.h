@@ -12,7 +12,8 @@ namespace distillery::data {
 /// are wrong, or when the gzip stream is corrupt.
 torch::Tensor read_idx(const std::string& path);
 
-/// Parses IDX bytes already in memory; `source` names them in error messages.
+/// Parses the bytes of an IDX file (plain or gzip) already in memory; `source` names them in
+/// error messages.
 torch::Tensor parse_idx(const std::string& bytes, const std::string& source);
 
 /// Writes a uint8 tensor as a plain IDX file (used by tests and data generators).

@@ -39,4 +39,11 @@ struct LoadedModel {
 };
 LoadedModel load_model(const std::string& path);
 
+/// A fingerprint of a module's weights and buffers (FNV-1a over names, shapes and bytes, in hex):
+/// equal digests mean bitwise-equal weights, so two runs can be compared without a tolerance.
+std::string weights_digest(const torch::nn::Module& module);
+
+/// NaN and Inf entries among a module's parameters and buffers (0 for a healthy checkpoint).
+int64_t count_nonfinite(const torch::nn::Module& module);
+
 }  // namespace distillery::train
