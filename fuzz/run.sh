@@ -12,6 +12,8 @@ trap 'rm -rf "$work"' EXIT
 artifacts=$build/fuzz-artifacts
 mkdir -p "$artifacts"
 # LibTorch is not instrumented and keeps allocations alive until exit: leak reports would be its own.
+# Its unpickler trusts a length field of a damaged checkpoint and may allocate up to 4 GiB before it
+# fails cleanly; the malloc limit lets that allocation through instead of calling it a crash.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 failures=0 rows="" started=$SECONDS
@@ -19,7 +21,7 @@ for target in idx config checkpoint; do
   corpus=$work/$target
   mkdir -p "$corpus"
   [ -d "$source/fuzz/corpus/$target" ] && cp "$source/fuzz/corpus/$target"/* "$corpus/"
-  DISTILLERY_FUZZ_SEED_DIR=$corpus "$build/fuzz/fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=3072 \
+  DISTILLERY_FUZZ_SEED_DIR=$corpus "$build/fuzz/fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=6144 -malloc_limit_mb=6144 \
     -max_len=65536 -artifact_prefix="$artifacts/$target-" -print_final_stats=1 "$corpus" >"$work/$target.log" 2>&1
   code=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$target.log" | tail -1)

@@ -285,6 +285,23 @@ TEST_F(CheckpointTest, DamagedFilesThrowInputError) {
   EXPECT_THAT(input_error_message([&] { train::load_model(foreign); }), HasSubstr("not a distillery checkpoint"));
 }
 
+// LibTorch's zip reader skips CRC checks, so a flipped bit used to reach its unpickler and parser
+// (fuzz/fuzz_checkpoint crashed it); distillery checks every record's CRC-32 first.
+TEST_F(CheckpointTest, AFlippedByteFailsItsRecordsChecksum) {
+  const auto spec = mlp_spec({32});
+  auto model = nn::make_model(spec);
+  const auto good = dir_.file("good.pt");
+  train::save_checkpoint(good, *model, train::CheckpointMeta{spec, 0, {}}, nullptr);
+  std::string bytes = read_bytes(good);
+  bytes[bytes.size() / 3] ^= 0x10;  // inside the first layer's weights, the bulk of the file
+  const auto flipped = dir_.file("flipped.pt");
+  write_bytes(flipped, bytes);
+  const auto message = input_error_message([&] { train::load_model(flipped); });
+  EXPECT_THAT(message, HasSubstr(flipped));
+  EXPECT_THAT(message, HasSubstr("CRC-32"));
+  EXPECT_NO_THROW(train::load_model(good));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Trainer
 

@@ -4,6 +4,7 @@
 
 #include "distillery/error.h"
 #include "distillery/train/checkpoint.h"
+#include "distillery/train/zip_checksums.h"
 
 namespace distillery::distill {
 
@@ -25,9 +26,10 @@ torch::Tensor ModelTeacher::logits(const torch::Tensor& images) {
 }
 
 ScriptTeacher::ScriptTeacher(const std::string& path, const torch::Tensor& example_input) : path_(path) {
+  train::verify_zip_checksums(path);
   try {
     module_ = torch::jit::load(path);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     throw InputError(path + ": neither a distillery checkpoint nor a loadable TorchScript module");
   }
   module_.eval();

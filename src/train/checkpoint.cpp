@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "distillery/error.h"
+#include "distillery/train/zip_checksums.h"
 
 namespace distillery::train {
 namespace {
@@ -47,6 +48,7 @@ void write_durably(const std::string& path, const std::string& bytes) {
 torch::serialize::InputArchive open_archive(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path + ": checkpoint file does not exist");
   torch::serialize::InputArchive archive;
+  verify_zip_checksums(path);
   c10::IValue format;
   try {
     archive.load_from(path);
