@@ -34,6 +34,25 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& so
   } catch (const nlohmann::json::exception& e) {
     throw InputError(source + ": bad model description: " + e.what());
   }
+  // A damaged checkpoint can hold any numbers here (fuzz/fuzz_checkpoint found sizes that made a
+  // layer's initialisation bounds infinite); sizes must be positive and plausible before building.
+  auto check = [&](const char* field, double value, double low, double high) {
+    if (!(value >= low && value <= high)) {
+      throw InputError(fmt::format("{}: bad model description: {} = {} is outside [{}, {}]", source, field, value, low, high));
+    }
+  };
+  constexpr double kMaxSize = 1 << 20;
+  check("in_channels", double(spec.in_channels), 1, 4096);
+  check("image_size", double(spec.image_size), 1, 4096);
+  check("in_channels * image_size^2", double(spec.in_channels) * double(spec.image_size * spec.image_size), 1, 1 << 24);
+  check("num_classes", double(spec.num_classes), 1, kMaxSize);
+  for (const auto size : spec.hidden) check("hidden", double(size), 1, kMaxSize);
+  for (const auto size : spec.channels) check("channels", double(size), 1, kMaxSize);
+  for (const auto size : spec.capsule_dims) check("capsule_dims", double(size), 1, 4096);
+  check("dropout_input", spec.dropout_input, 0, 0.99);
+  check("dropout_hidden", spec.dropout_hidden, 0, 0.99);
+  check("max_norm", spec.max_norm, 0, 1e9);
+  check("routing_iterations", double(spec.routing_iterations), 1, 100);
   return spec;
 }
 
