@@ -3,6 +3,8 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 # The sanitizer build: clang, AddressSanitizer + UndefinedBehaviorSanitizer, libFuzzer targets.
+# tests/sanitizer_tests.txt is the GoogleTest filter of the fast tests run under the sanitizers
+# (the MNIST training tests are left out: they take minutes there).
 SAN_BUILD ?= build-sanitize
 SAN_TESTS ?= $(shell cat tests/sanitizer_tests.txt)
 FUZZ_SECONDS ?= 300
