@@ -178,7 +178,7 @@ void check_number(const KeySpec& spec, double number, const std::string& source)
 // Checks one value against its key's type and range; throws InputError naming the key.
 void validate(const KeySpec& spec, const YAML::Node& node, const std::string& source) {
   auto wrong_type = [&]() {
-    return InputError(fmt::format("{}: {} must be a {}, got '{}'", source, spec.key, kind_name(spec.kind), show(node)));
+    return InputError(fmt::format("{}: {} must be of type {}, got '{}'", source, spec.key, kind_name(spec.kind), show(node)));
   };
   try {
     switch (spec.kind) {

@@ -196,6 +196,17 @@ done
   echo "| case | expected | observed | result |"
   echo "| --- | --- | --- | --- |"
   printf '%s\n' "${rows[@]}"
+  echo
+  echo "## Inputs that crashed a reader under fuzzing, now fixed"
+  echo
+  echo "Kept in fuzz/corpus/ as seeds, so every \`make sanitize\` (part of \`make test\`) replays them under"
+  echo "ASan + UBSan; fuzz/run.sh's longer runs are in docs/RESULTS.md."
+  echo
+  for seed in "$source"/fuzz/corpus/*/regression-*; do
+    [ -e "$seed" ] && echo "- \`${seed#"$source"/}\`"
+  done
+  echo "- a damaged model description inside a checkpoint (sizes that made initialisation bounds infinite):"
+  echo "  now range-checked in \`ModelSpec::from_json\`; the record's CRC-32 check also rejects such files."
 } > "$record"
 echo "reliability checks: $failures failed (record: $record)"
 exit $(( failures > 0 ))

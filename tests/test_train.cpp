@@ -27,6 +27,7 @@ namespace distillery::testing {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 class ModelTest : public SeededTest {};
@@ -157,6 +158,20 @@ TEST_F(ModelTest, ModelSpecJsonRoundTrip) {
               HasSubstr("spec.json"));
   spec.kind = "transformer";
   EXPECT_THAT(input_error_message([&] { nn::make_model(spec); }), HasSubstr("transformer"));
+}
+
+// A damaged checkpoint's description must fail before a model is built from it (fuzzing found
+// sizes that made a layer's initialisation bounds infinite).
+TEST_F(ModelTest, ImplausibleSizesInADescriptionAreRejected) {
+  const auto good = mlp_spec({300, 100}).to_json();
+  for (const auto& [field, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"image_size", -5}, {"hidden", {300, 0}}, {"num_classes", 0}, {"dropout_hidden", 1.5}, {"in_channels", 100000}}) {
+    auto bad = good;
+    bad[field] = value;
+    EXPECT_THAT(input_error_message([&] { nn::ModelSpec::from_json(bad, "damaged.pt"); }),
+                AllOf(HasSubstr("damaged.pt"), HasSubstr(field)))
+        << field;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
