@@ -17,7 +17,10 @@ class Bytes {
  public:
   Bytes(const std::string& data, const std::string& path) : data_(data), path_(path) {}
   uint64_t get(uint64_t offset, int width) const {
-    if (offset + width > data_.size()) fail("a zip structure points past the end of the file");
+    // Written so that no sum can wrap around: offsets come from the file and may be anything.
+    if (offset > data_.size() || static_cast<uint64_t>(width) > data_.size() - offset) {
+      fail("a zip structure points past the end of the file");
+    }
     uint64_t value = 0;
     for (int i = width - 1; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(data_[offset + i]);
     return value;
@@ -25,6 +28,10 @@ class Bytes {
   uint32_t u32(uint64_t offset) const { return static_cast<uint32_t>(get(offset, 4)); }
   uint16_t u16(uint64_t offset) const { return static_cast<uint16_t>(get(offset, 2)); }
   uint64_t u64(uint64_t offset) const { return get(offset, 8); }
+  std::string text(uint64_t offset, uint64_t length) const {
+    if (offset > data_.size() || length > data_.size() - offset) fail("a record name runs past the end of the file");
+    return data_.substr(offset, length);
+  }
   [[noreturn]] void fail(const std::string& what) const {
     throw InputError(path_ + ": not a readable checkpoint (corrupt or truncated file?): " + what);
   }
@@ -103,7 +110,7 @@ void verify_zip_checksums(const std::string& path) {
     uint64_t compressed = bytes.u32(at + 20), size = bytes.u32(at + 24);
     const uint16_t name_length = bytes.u16(at + 28), extra_length = bytes.u16(at + 30), comment_length = bytes.u16(at + 32);
     uint64_t local = bytes.u32(at + 42);
-    const std::string name = data.substr(at + 46, name_length);
+    const std::string name = bytes.text(at + 46, name_length);
     // Zip64 extra field: 8-byte values for whichever of the 32-bit fields are saturated, in order.
     for (uint64_t x = at + 46 + name_length; x + 4 <= at + 46 + name_length + extra_length;) {
       const uint16_t id = bytes.u16(x), length = bytes.u16(x + 2);
@@ -117,7 +124,7 @@ void verify_zip_checksums(const std::string& path) {
     }
     if (bytes.u32(local) != 0x04034b50) bytes.fail("record '" + name + "' has no local header");
     const uint64_t start = local + 30 + bytes.u16(local + 26) + bytes.u16(local + 28);
-    if (start + compressed > data.size()) bytes.fail("record '" + name + "' runs past the end of the file");
+    if (start > data.size() || compressed > data.size() - start) bytes.fail("record '" + name + "' runs past the end of the file");
     uint32_t actual = 0;
     if (method == 0) {
       if (compressed != size) bytes.fail("stored record '" + name + "' has two different sizes");
