@@ -93,15 +93,24 @@ void verify_zip_checksums(const std::string& path) {
     if (bytes.u32(at) == 0x06054b50) { eocd = at; break; }
   }
   if (eocd < 0) bytes.fail("no end-of-central-directory record");
+  // Every count and offset is read twice where the format stores it twice, and the two must agree:
+  // readers differ in which copy they trust (fuzzing found a file whose copies disagreed).
   uint64_t entries = bytes.u16(eocd + 10);
+  if (bytes.u16(eocd + 8) != entries) bytes.fail("the end record's two entry counts differ");
+  uint64_t directory_size = bytes.u32(eocd + 12);
   uint64_t directory = bytes.u32(eocd + 16);
-  // Zip64: the real counts and offsets are in the zip64 record that the locator points to.
-  if ((entries == 0xFFFF || directory == 0xFFFFFFFF) && eocd >= 20 && bytes.u32(eocd - 20) == 0x07064b50) {
+  if (eocd >= 20 && bytes.u32(eocd - 20) == 0x07064b50) {
     const uint64_t record = bytes.u64(eocd - 20 + 8);
     if (bytes.u32(record) != 0x06064b50) bytes.fail("bad zip64 end-of-central-directory record");
-    entries = bytes.u64(record + 32);
-    directory = bytes.u64(record + 48);
+    const uint64_t entries64 = bytes.u64(record + 32), size64 = bytes.u64(record + 40), directory64 = bytes.u64(record + 48);
+    if (bytes.u64(record + 24) != entries64) bytes.fail("the zip64 record's two entry counts differ");
+    if ((entries != 0xFFFF && entries != entries64) || (directory_size != 0xFFFFFFFF && directory_size != size64) ||
+        (directory != 0xFFFFFFFF && directory != directory64)) {
+      bytes.fail("the zip64 record disagrees with the end record");
+    }
+    entries = entries64, directory_size = size64, directory = directory64;
   }
+  if (entries == 0) bytes.fail("the archive holds no records");
   uint64_t at = directory;
   for (uint64_t e = 0; e < entries; ++e) {
     if (bytes.u32(at) != 0x02014b50) bytes.fail("bad central directory entry " + std::to_string(e));
@@ -137,6 +146,7 @@ void verify_zip_checksums(const std::string& path) {
     if (actual != crc) bytes.fail("record '" + name + "' fails its CRC-32 check");
     at += 46 + name_length + extra_length + comment_length;
   }
+  if (at != directory + directory_size) bytes.fail("the central directory's size does not match its entries");
 }
 
 }  // namespace distillery::train
