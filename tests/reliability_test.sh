@@ -205,8 +205,6 @@ done
   for seed in "$source"/fuzz/corpus/*/regression-*; do
     [ -e "$seed" ] && echo "- \`${seed#"$source"/}\`"
   done
-  echo "- a damaged model description inside a checkpoint (sizes that made initialisation bounds infinite):"
-  echo "  now range-checked in \`ModelSpec::from_json\`; the record's CRC-32 check also rejects such files."
 } > "$record"
 echo "reliability checks: $failures failed (record: $record)"
 exit $(( failures > 0 ))
