@@ -1,6 +1,7 @@
 #include "distillery/distill/teacher.h"
 
 #include <filesystem>
+#include <sstream>
 
 #include "distillery/error.h"
 #include "distillery/train/checkpoint.h"
@@ -26,9 +27,9 @@ torch::Tensor ModelTeacher::logits(const torch::Tensor& images) {
 }
 
 ScriptTeacher::ScriptTeacher(const std::string& path, const torch::Tensor& example_input) : path_(path) {
-  train::verify_zip_checksums(path);
+  std::istringstream bytes(train::read_verified_archive(path));
   try {
-    module_ = torch::jit::load(path);
+    module_ = torch::jit::load(bytes);
   } catch (const std::exception& e) {
     throw InputError(path + ": neither a distillery checkpoint nor a loadable TorchScript module");
   }

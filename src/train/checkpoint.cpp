@@ -48,10 +48,10 @@ void write_durably(const std::string& path, const std::string& bytes) {
 torch::serialize::InputArchive open_archive(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path + ": checkpoint file does not exist");
   torch::serialize::InputArchive archive;
-  verify_zip_checksums(path);
+  const std::string bytes = read_verified_archive(path);
   c10::IValue format;
   try {
-    archive.load_from(path);
+    archive.load_from(bytes.data(), bytes.size());
     archive.try_read("format", format);
   } catch (const std::exception& e) {
     // LibTorch's reader throws c10::Error for a damaged zip but std::runtime_error for damaged

@@ -80,7 +80,7 @@ bool inflated_crc(const char* data, uint64_t size, uint64_t expected_size, uint3
 
 }  // namespace
 
-void verify_zip_checksums(const std::string& path) {
+std::string read_verified_archive(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open file");
   const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -147,6 +147,7 @@ void verify_zip_checksums(const std::string& path) {
     at += 46 + name_length + extra_length + comment_length;
   }
   if (at != directory + directory_size) bytes.fail("the central directory's size does not match its entries");
+  return data;
 }
 
 }  // namespace distillery::train

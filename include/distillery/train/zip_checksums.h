@@ -7,8 +7,9 @@
 
 namespace distillery::train {
 
-/// Throws InputError naming `path` and the record when the file is not a well-formed zip archive
-/// or a record's CRC-32 does not match its contents.
-void verify_zip_checksums(const std::string& path);
+/// Reads the file once and returns its bytes, for LibTorch to load from memory. Throws InputError
+/// naming `path` and the record when the file is not a well-formed zip archive or a record's
+/// CRC-32 does not match its contents.
+std::string read_verified_archive(const std::string& path);
 
 }  // namespace distillery::train
