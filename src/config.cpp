@@ -114,6 +114,7 @@ const std::vector<KeySpec>& schema() {
       {"glom.threshold", Kind::Double, "0.9", -1, 1, "", "GLOM: cosine threshold of threshold islands"},
       {"glom.seeds", Kind::IntList, "[1, 2]", 0, 9.0e15, "", "GLOM: seeds (one model each)"},
       {"glom.train_ablation", Kind::Bool, "true", 0, 0, "", "GLOM: also train each seed with the attention term off"},
+      {"glom.train_unshared", Kind::Bool, "false", 0, 0, "", "GLOM: also train each seed with no weights shared between columns (issue 6)"},
       {"locality.scheme", Kind::String, "saccade", 0, 0, "none|saccade|consensus|shared|supervised", "how the periphery learns: (a) none, (b) saccade distillation, (c) consensus distillation, (d) one shared network, (e) labels everywhere"},
       {"locality.foveate", Kind::Bool, "false", 0, 0, "", "peripheral locations see a blurred, subsampled view"},
       {"locality.grid", Kind::Int, "3", 3, 99, "", "retina locations per side (odd; the fovea is the centre)"},

@@ -125,6 +125,38 @@ TEST_F(Glom, ShapesOfEveryOutput) {
   EXPECT_THROW(nn::Glom(nn::GlomOptions().levels(2).radii({1, 1, 1}).betas({1, 1})), c10::Error);
 }
 
+// Issue 6's variant: with shared_columns(false) every column has its own nets (N times the
+// parameters), and without attention a column's output depends on its own weights only: the
+// gradient of one column's levels reaches no other column's slice of any weight.
+TEST_F(Glom, UnsharedColumnsOwnTheirWeights) {
+  const auto options = nn::GlomOptions().image_size(12).patch_size(4).levels(2).dim(6).hidden(5).iterations(2).radii({1, 1}).betas({2, 4});
+  nn::Glom shared(options);
+  nn::Glom separate(nn::GlomOptions(options).shared_columns(false));
+  auto count = [](nn::Glom& m) {
+    int64_t c = 0;
+    for (const auto& p : m->parameters()) c += p.numel();
+    return c;
+  };
+  EXPECT_EQ(count(separate), 9 * count(shared));  // a 3 x 3 grid; the mixing weights are buffers
+  const auto images = torch::rand({2, 1, 12, 12});
+  EXPECT_EQ(separate->forward(images).levels.sizes(), shared->forward(images).levels.sizes());
+
+  separate->set_attention(false);
+  const int64_t column = 4;
+  separate->forward(images).levels.select(1, column).sum().backward();
+  int64_t checked = 0;
+  for (const auto& p : separate->parameters()) {
+    ASSERT_EQ(p.size(0), 9) << "every weight has a leading location dimension";
+    if (!p.grad().defined()) continue;
+    for (int64_t n = 0; n < 9; ++n) {
+      const double g = p.grad()[n].abs().max().item<double>();
+      if (n == column) checked += g > 0;
+      else EXPECT_EQ(g, 0.0) << "column " << n;
+    }
+  }
+  EXPECT_GE(checked, 3);  // embedding, bottom-up and top-down nets of that column all learn
+}
+
 // Denoising hides patches from every column: with context windows, changing a hidden patch's
 // pixels changes nothing the model computes.
 TEST_F(Glom, HiddenPatchesAreInvisibleEvenWithContext) {

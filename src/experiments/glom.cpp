@@ -30,7 +30,14 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 
 const std::vector<std::string> kLayouts = {"separated", "touching", "overlapping"};
 
-nn::GlomOptions model_options(const Config& c, bool attention) {
+// The models of the study: the main one and variants that change one thing.
+struct Variant {
+  bool attention = true;
+  bool shared_columns = true;
+  std::string name() const { return !attention ? "noattention" : !shared_columns ? "unshared" : "main"; }
+};
+
+nn::GlomOptions model_options(const Config& c, const Variant& variant) {
   const int64_t levels = c.get_int("glom.levels");
   const auto radii = c.get_int_list("glom.radii");
   if (static_cast<int64_t>(radii.size()) != levels) {
@@ -54,7 +61,8 @@ nn::GlomOptions model_options(const Config& c, bool attention) {
       .weight_previous(c.get_double("glom.weight_previous"))
       .weight_bottom_up(c.get_double("glom.weight_bottom_up"))
       .weight_top_down(c.get_double("glom.weight_top_down"))
-      .weight_attention(attention ? c.get_double("glom.weight_attention") : 0.0)
+      .weight_attention(variant.attention ? c.get_double("glom.weight_attention") : 0.0)
+      .shared_columns(variant.shared_columns)
       .learned_mixing(c.get_bool("glom.learned_mixing"))
       .dense_attention(c.get_bool("glom.dense_attention"))
       .context(c.get_int("glom.context"))
@@ -93,10 +101,10 @@ TrainSet training_scenes(const data::Dataset& train_digits, const Config& c) {
 }
 
 // Trains one model (or loads its checkpoint); appends progress to metrics.
-nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, bool attention, const std::string& path,
+nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const Variant& variant, const std::string& path,
                      bool fresh, report::MetricsWriter& metrics, double* train_seconds) {
   torch::manual_seed(seed);
-  nn::Glom model(model_options(c, attention));
+  nn::Glom model(model_options(c, variant));
   if (!fresh && fs::exists(path)) {
     torch::load(model, path);
     spdlog::info("glom: loaded {}", path);
@@ -121,14 +129,14 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, bool 
     torch::nn::utils::clip_grad_norm_(model->parameters(), 5.0);
     opt.step();
     if (step == 1 || step == steps || step % 50 == 0) {
-      json record = {{"seed", seed}, {"attention", attention}, {"step", step}, {"loss", loss.total.item<double>()},
+      json record = {{"seed", seed}, {"variant", variant.name()}, {"step", step}, {"loss", loss.total.item<double>()},
                      {"denoise", loss.denoise.item<double>()}, {"island", loss.island.item<double>()},
                      {"contrast", loss.contrast.item<double>()}, {"label", loss.label.item<double>()},
                      {"seconds", seconds_since(start)}};
       metrics.write(record);
       if (seconds_since(last_log) > 20 || step == steps) {
-        spdlog::info("glom seed {} attention {}: step {}/{} loss {:.4f} (denoise {:.4f} island {:.4f} contrast {:.3f} label {:.4f}) {:.1f} steps/s",
-                     seed, attention, step, steps, record["loss"].get<double>(), record["denoise"].get<double>(),
+        spdlog::info("glom seed {} {}: step {}/{} loss {:.4f} (denoise {:.4f} island {:.4f} contrast {:.3f} label {:.4f}) {:.1f} steps/s",
+                     seed, variant.name(), step, steps, record["loss"].get<double>(), record["denoise"].get<double>(),
                      record["island"].get<double>(), record["contrast"].get<double>(), record["label"].get<double>(),
                      step / seconds_since(start));
         last_log = Clock::now();
@@ -160,6 +168,12 @@ double sd_of(const std::vector<double>& v) {
     if (std::isfinite(x)) s += (x - m) * (x - m), ++k;
   }
   return k > 1 ? std::sqrt(s / (k - 1)) : 0.0;
+}
+
+int64_t count_parameters(torch::nn::Module& model) {
+  int64_t count = 0;
+  for (const auto& p : model.parameters()) count += p.numel();
+  return count;
 }
 
 json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
@@ -369,14 +383,18 @@ json run_glom_study(const ExperimentOptions& options) {
   report::MetricsWriter metrics(root + "/metrics.jsonl");
   const auto seeds = config.get_int_list("glom.seeds");
   const bool train_ablation = config.get_bool("glom.train_ablation");
+  const bool train_unshared = config.get_bool("glom.train_unshared");
   const double threshold = config.get_double("glom.threshold");
   // Per seed: [layout] -> scores.
-  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), trained_off(seeds.size());
-  std::vector<double> mnist(seeds.size()), mnist_off(seeds.size()), train_seconds(seeds.size());
+  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), trained_off(seeds.size()), unshared(seeds.size());
+  std::vector<double> mnist(seeds.size()), mnist_off(seeds.size()), mnist_unshared(seeds.size()), train_seconds(seeds.size()),
+      unshared_seconds(seeds.size());
+  int64_t parameters = 0, unshared_parameters = 0;
   torch::Tensor pictures_touching, pictures_overlapping, pictures_separated;
   for (size_t s = 0; s < seeds.size(); ++s) {
-    auto model = train_model(config, train, seeds[s], true, fmt::format("{}/model-seed{}.pt", root, seeds[s]), options.fresh,
+    auto model = train_model(config, train, seeds[s], Variant{}, fmt::format("{}/model-seed{}.pt", root, seeds[s]), options.fresh,
                              metrics, &train_seconds[s]);
+    parameters = count_parameters(*model);
     for (const auto& layout : kLayouts) scores[s][layout] = score_islands(model, tests[layout], threshold);
     mnist[s] = mnist_accuracy(model, centred, mnist_digits.labels);
     spdlog::info("glom seed {}: top-level FG-ARI touching {:.3f} overlapping {:.3f} separated {:.3f}, MNIST {:.2f}%", seeds[s],
@@ -390,10 +408,17 @@ json run_glom_study(const ExperimentOptions& options) {
     }
     if (train_ablation) {
       double seconds = 0;
-      auto off = train_model(config, train, seeds[s], false, fmt::format("{}/model-noattention-seed{}.pt", root, seeds[s]),
+      auto off = train_model(config, train, seeds[s], Variant{false, true}, fmt::format("{}/model-noattention-seed{}.pt", root, seeds[s]),
                              options.fresh, metrics, &seconds);
       for (const auto& layout : kLayouts) trained_off[s][layout] = score_islands(off, tests[layout], threshold);
       mnist_off[s] = mnist_accuracy(off, centred, mnist_digits.labels);
+    }
+    if (train_unshared) {
+      auto separate = train_model(config, train, seeds[s], Variant{true, false}, fmt::format("{}/model-unshared-seed{}.pt", root, seeds[s]),
+                                  options.fresh, metrics, &unshared_seconds[s]);
+      unshared_parameters = count_parameters(*separate);
+      for (const auto& layout : kLayouts) unshared[s][layout] = score_islands(separate, tests[layout], threshold);
+      mnist_unshared[s] = mnist_accuracy(separate, centred, mnist_digits.labels);
     }
   }
 
@@ -456,6 +481,26 @@ json run_glom_study(const ExperimentOptions& options) {
                                     98.0, mean_of(mnist), "%"));
   if (train_ablation) {
     rows.push_back(report::result_row("mnist_without_attention", "  the same, models trained without attention", nullptr, mean_of(mnist_off), "%"));
+  }
+  rows.push_back(report::result_row("parameters", "GLOM parameters (one set of column nets shared by all locations)", nullptr, parameters, "parameters"));
+  rows.push_back(report::result_row("train_seconds", "  training seconds per seed", nullptr, mean_of(train_seconds), "s"));
+  if (train_unshared) {
+    // Issue 6: the same GLOM with nothing shared between columns. Its columns can learn from each
+    // other only through the consensus: the attention term and the island regulariser, which
+    // distils every column's bottom-up and top-down predictions towards it.
+    const std::string what = "GLOM without weight sharing (each column its own nets; they learn from each other only by distilling towards the consensus)";
+    rows.push_back(report::result_row("unshared_parameters", what + ": parameters", nullptr, unshared_parameters, "parameters"));
+    rows.push_back(report::result_row("unshared_train_seconds", "  its training seconds per seed", nullptr, mean_of(unshared_seconds), "s"));
+    for (const auto& layout : kLayouts) {
+      const auto v = over_seeds([&](size_t s) { return mean_of(unshared[s][layout].kmeans_ari[iterations][top]); });
+      rows.push_back(report::result_row("unshared_fg_ari_" + layout, fmt::format("  its FG-ARI, {} scenes (shared weights: {:.3f})", layout, headline[layout]),
+                                        nullptr, finite_or_null(mean_of(v)), "ARI"));
+    }
+    const auto wb = over_seeds([&](size_t s) { return mean_of(unshared[s]["touching"].within_between[top]); });
+    rows.push_back(report::result_row("unshared_within_minus_between", "  its top level: within-digit minus between-digit cosine, touching scenes",
+                                      nullptr, finite_or_null(mean_of(wb)), "cosine"));
+    rows.push_back(report::result_row("unshared_mnist", fmt::format("  its MNIST accuracy from the top level (shared weights: {:.1f}%)", mean_of(mnist)),
+                                      nullptr, mean_of(mnist_unshared), "%"));
   }
 
   // Per level and per iteration, every layout, mean over seeds.
@@ -550,7 +595,7 @@ json run_glom_study(const ExperimentOptions& options) {
   page.image("separated scenes", pictures_separated, 2);
   std::vector<report::Series> curves;
   for (const auto& record : report::read_metrics(root + "/metrics.jsonl")) {
-    const std::string name = fmt::format("seed {}{} loss", record["seed"].get<int64_t>(), record["attention"].get<bool>() ? "" : " no-attention");
+    const std::string name = fmt::format("seed {} {} loss", record["seed"].get<int64_t>(), record.value("variant", "main"));
     auto it = std::find_if(curves.begin(), curves.end(), [&](const report::Series& c) { return c.name == name; });
     if (it == curves.end()) curves.push_back({name, {}, {}}), it = curves.end() - 1;
     it->x.push_back(record["step"].get<double>());

@@ -98,10 +98,6 @@ ConsensusOutput consensus_attention(const torch::Tensor& x, int64_t height, int6
 
 namespace {
 
-torch::nn::Sequential two_layer(int64_t in, int64_t hidden, int64_t out) {
-  return torch::nn::Sequential(torch::nn::Linear(in, hidden), torch::nn::GELU(), torch::nn::Linear(hidden, out));
-}
-
 // Sinusoidal features of (row, column) in [0, 1]: sin and cos of 2^f * pi * u, [N, 4F].
 torch::Tensor position_features(int64_t grid, int64_t frequencies) {
   auto coords = torch::arange(grid, torch::kFloat32).div(std::max<int64_t>(1, grid - 1));
@@ -113,6 +109,36 @@ torch::Tensor position_features(int64_t grid, int64_t frequencies) {
 }
 
 }  // namespace
+
+ColumnNetImpl::ColumnNetImpl(int64_t in, const std::vector<int64_t>& hidden, int64_t out, int64_t locations, bool shared) {
+  if (!shared) {
+    per_location_ = register_module(
+        "per_location", LocationMLP(LocationMLPOptions().locations(locations).in_features(in).hidden(hidden).num_classes(out).gelu(true)));
+    return;
+  }
+  // Parameter names as the torch::nn::Linear / Sequential(Linear, GELU, Linear, ...) this replaced
+  // ("weight", or "0.weight", "2.weight", ...), so that earlier GLOM checkpoints still load.
+  std::vector<int64_t> sizes{in};
+  sizes.insert(sizes.end(), hidden.begin(), hidden.end());
+  sizes.push_back(out);
+  for (size_t l = 0; l + 1 < sizes.size(); ++l) layers_.emplace_back(sizes[l], sizes[l + 1]);
+  if (layers_.size() == 1) {
+    register_parameter("weight", layers_[0]->weight);
+    register_parameter("bias", layers_[0]->bias);
+  } else {
+    for (size_t l = 0; l < layers_.size(); ++l) register_module(std::to_string(2 * l), layers_[l]);
+  }
+}
+
+torch::Tensor ColumnNetImpl::forward(const torch::Tensor& columns) {
+  if (per_location_) return per_location_->forward(columns.transpose(0, 1)).transpose(0, 1);  // LocationMLP takes [N, B, in]
+  auto x = columns;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    x = layers_[l]->forward(x);
+    if (l + 1 < layers_.size()) x = torch::gelu(x);
+  }
+  return x;
+}
 
 GlomImpl::GlomImpl(const GlomOptions& options) : options_(options) { reset(); }
 
@@ -128,16 +154,18 @@ void GlomImpl::reset() {
   for (auto r : o.radii()) TORCH_CHECK(r != 0, "Glom: a radius of 0 has no neighbours (use >= 1, or < 0 for global)");
   const int64_t p = o.patch_size() * o.patch_size(), d = o.dim(), pos = 4 * o.position_frequencies();
   const int64_t window = o.patch_size() + 2 * o.context(), neighbours = (2 * o.bottom_up_window() + 1) * (2 * o.bottom_up_window() + 1);
-  embed_ = register_module("embed", torch::nn::Linear(window * window, d));
-  decode_ = register_module("decode", torch::nn::Linear(d, p));
-  classify_ = register_module("classify", torch::nn::Linear(d, o.num_classes()));
+  const int64_t n = grid() * grid();
+  const bool shared = o.shared_columns();
+  embed_ = register_module("embed", ColumnNet(window * window, std::vector<int64_t>{}, d, n, shared));
+  decode_ = register_module("decode", ColumnNet(d, std::vector<int64_t>{}, p, n, shared));
+  classify_ = register_module("classify", ColumnNet(d, std::vector<int64_t>{}, o.num_classes(), n, shared));
   bottom_up_.clear();
   top_down_.clear();
   for (int64_t l = 1; l < o.levels(); ++l) {
-    bottom_up_.push_back(register_module("bottom_up_" + std::to_string(l), two_layer(d * neighbours, o.hidden(), d)));
+    bottom_up_.push_back(register_module("bottom_up_" + std::to_string(l), ColumnNet(d * neighbours, std::vector<int64_t>{o.hidden()}, d, n, shared)));
   }
   for (int64_t l = 0; l + 1 < o.levels(); ++l) {
-    top_down_.push_back(register_module("top_down_" + std::to_string(l), two_layer(d + pos, o.hidden(), d)));
+    top_down_.push_back(register_module("top_down_" + std::to_string(l), ColumnNet(d + pos, std::vector<int64_t>{o.hidden()}, d, n, shared)));
   }
   auto present = torch::ones({o.levels(), 4});
   present.index_put_({o.levels() - 1, 2}, 0.0);  // no top-down term at the top

@@ -33,7 +33,7 @@ torch::Tensor LocationMLPImpl::forward(const torch::Tensor& views) {
               " features per view, got ", x.size(2), " (views ", views.sizes(), ")");
   for (size_t l = 0; l < weights_.size(); ++l) {
     x = torch::baddbmm(biases_[l], x, weights_[l]);  // [P, B, D_in] x [P, D_in, D_out] + [P, 1, D_out]
-    if (l + 1 < weights_.size()) x = torch::relu(x);
+    if (l + 1 < weights_.size()) x = options_.gelu() ? torch::gelu(x) : torch::relu(x);
   }
   return x;
 }

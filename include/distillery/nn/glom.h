@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "distillery/nn/retina.h"
+
 namespace distillery::nn {
 
 // ---------------------------------------------------------------------------------------------
@@ -50,6 +52,25 @@ ConsensusOutput consensus_attention(const torch::Tensor& x, int64_t height, int6
 torch::Tensor window_neighbours(int64_t height, int64_t width, int64_t radius);
 
 // ---------------------------------------------------------------------------------------------
+// Column nets: the same computation at every location, with or without shared weights.
+
+/// A net applied at every column, [B, N, in] -> [B, N, out] (GELU between layers). Shared: one set
+/// of weights used at all N locations, as a ConvNet copies its kernels. Not shared: a separate copy
+/// per location (a LocationMLP), as in a brain, which cannot copy weights between places; the
+/// columns can then learn from each other only through the consensus (issue 6's GLOM variant).
+class ColumnNetImpl : public torch::nn::Module {
+ public:
+  /// hidden empty: a single linear layer.
+  ColumnNetImpl(int64_t in, const std::vector<int64_t>& hidden, int64_t out, int64_t locations, bool shared);
+  torch::Tensor forward(const torch::Tensor& columns);
+
+ private:
+  std::vector<torch::nn::Linear> layers_;  // shared weights
+  LocationMLP per_location_ = nullptr;       // or one copy per location
+};
+TORCH_MODULE(ColumnNet);
+
+// ---------------------------------------------------------------------------------------------
 // The GLOM model.
 
 struct GlomOptions {
@@ -86,6 +107,9 @@ struct GlomOptions {
   TORCH_ARG(bool, dense_attention) = false;
   /// Backpropagate through the last k iterations only (0: all).
   TORCH_ARG(int64_t, truncate) = 0;
+  /// false: every column has its own embedding, bottom-up, top-down, decoder and classifier
+  /// weights (nothing shared between locations; N times the parameters).
+  TORCH_ARG(bool, shared_columns) = true;
 };
 
 /// Results of one forward pass. B images, N = grid^2 locations, L levels, D dims, P = patch^2.
@@ -126,11 +150,11 @@ class GlomImpl : public torch::nn::Module {
 
  private:
   bool attention_enabled_ = true;
-  torch::nn::Linear embed_ = nullptr;
-  torch::nn::Linear decode_ = nullptr;
-  torch::nn::Linear classify_ = nullptr;
-  std::vector<torch::nn::Sequential> bottom_up_;  // level l >= 1: level l - 1 -> level l
-  std::vector<torch::nn::Sequential> top_down_;   // level l < L - 1: level l + 1 and position -> level l
+  ColumnNet embed_ = nullptr;
+  ColumnNet decode_ = nullptr;
+  ColumnNet classify_ = nullptr;
+  std::vector<ColumnNet> bottom_up_;  // level l >= 1: level l - 1 -> level l
+  std::vector<ColumnNet> top_down_;   // level l < L - 1: level l + 1 and position -> level l
   torch::Tensor mixing_logits_;                   // [L, 4]
   torch::Tensor mixing_present_;                  // [L, 4] 1 where a level has the term
   torch::Tensor positions_;                       // [N, 4F]

@@ -17,6 +17,8 @@ struct LocationMLPOptions {
   TORCH_ARG(int64_t, in_features) = 784;
   TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{256};
   TORCH_ARG(int64_t, num_classes) = 10;
+  /// GELU between layers instead of ReLU (GLOM's column nets use GELU).
+  TORCH_ARG(bool, gelu) = false;
 };
 
 class LocationMLPImpl : public torch::nn::Module {
