@@ -15,7 +15,10 @@
 #include "distillery/data/idx.h"
 #include "distillery/distill/loss.h"
 #include "distillery/distill/teacher.h"
+#include "distillery/distill/codistill.h"
 #include "distillery/distill/teacher_cache.h"
+#include "distillery/nn/capsules.h"
+#include "distillery/nn/glom.h"
 #include "distillery/nn/model_spec.h"
 
 namespace {
@@ -133,6 +136,95 @@ void BM_Gemm(benchmark::State& state) {
   state.counters["threads"] = torch::get_num_threads();
 }
 BENCHMARK(BM_Gemm)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Memory bandwidth: copying n MiB of floats reads n and writes n MiB (the limit of the
+// element-wise passes: dropout, ReLU, jitter gathers, optimizer updates).
+void BM_MemoryCopy(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  const int64_t floats = state.range(0) * (1 << 20) / 4;
+  auto source = torch::rand({floats}), target = torch::empty({floats});
+  target.copy_(source);  // warm-up: touch every page
+  for (auto _ : state) {
+    target.copy_(source);
+    benchmark::DoNotOptimize(target.data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * floats * 4);
+}
+BENCHMARK(BM_MemoryCopy)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Dynamic routing forward + backward, the quick CapsNet's shape: B = 64 images, 576 primary
+// capsules, 10 class capsules of 16 dimensions, 3 iterations.
+void BM_DynamicRouting(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t batch = 64;
+  auto predictions = (0.05 * torch::randn({batch, 576, 10, 16})).requires_grad_(true);
+  for (auto _ : state) {
+    auto out = distillery::nn::dynamic_routing(predictions, state.range(0));
+    out.poses.sum().backward();
+    predictions.mutable_grad().zero_();
+    benchmark::DoNotOptimize(out.poses.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_DynamicRouting)->Arg(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// GLOM consensus attention forward + backward on the quick GLOM's level shape: B = 32 scenes, a
+// 14 x 14 grid, D = 32, window radius 2; arg 0: the linear-cost windowed path, 1: the dense path.
+void BM_ConsensusAttention(benchmark::State& state) {
+  torch::manual_seed(0);
+  auto x = torch::randn({32, 196, 32}).requires_grad_(true);
+  const auto options = distillery::nn::ConsensusOptions().radius(2).beta(10.0).dense(state.range(0) == 1);
+  for (auto _ : state) {
+    auto out = distillery::nn::consensus_attention(x, 14, 14, options);
+    out.consensus.sum().backward();
+    x.mutable_grad().zero_();
+    benchmark::DoNotOptimize(out.consensus.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * 32);
+}
+BENCHMARK(BM_ConsensusAttention)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One GLOM training step (forward, the full objective, backward) on B = 8 images of side arg
+// (4 x 4 patches: N = (side / 4)^2 locations) with the linear-cost windowed attention. bench/run.py
+// runs each size in its own process and reads the peak memory: it should grow linearly in N.
+void BM_GlomStep(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t side = state.range(0), batch = 8;
+  distillery::nn::Glom model(distillery::nn::GlomOptions().image_size(side).patch_size(4).levels(3).dim(32).hidden(64)
+                                 .iterations(5).radii({1, 2, 3}).betas({5, 10, 20}).context(4).bottom_up_window(1));
+  auto images = torch::rand({batch, 1, side, side});
+  auto labels = torch::zeros({batch, 10});
+  labels.select(1, 3).fill_(1.0);
+  for (auto _ : state) {
+    auto loss = distillery::nn::glom_loss(model, images, labels, distillery::nn::GlomLossOptions());
+    loss.total.backward();
+    model->zero_grad();
+    benchmark::DoNotOptimize(loss.total.data_ptr());
+  }
+  state.counters["locations"] = double((side / 4) * (side / 4));
+  state.counters["parameters"] = double(distillery::nn::count_parameters(*model));
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_GlomStep)->Arg(28)->Arg(56)->Arg(112)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The in-process co-distillation exchange of an 800-800 MLP peer: flatten its weights, and load
+// them into another peer's stale copy (what every exchange does per pair of peers).
+void BM_CodistillExchange(benchmark::State& state) {
+  torch::manual_seed(0);
+  distillery::nn::ModelSpec spec;
+  spec.hidden = {800, 800};
+  dd::Dataset shard{torch::rand({100, 1, 28, 28}), torch::randint(10, {100}, torch::kInt64)};
+  ds::CodistillOptions options;
+  distillery::train::TrainOptions train;
+  ds::Peer a(0, spec, shard, train, options, 10), b(1, spec, shard, train, options, 10);
+  for (auto _ : state) {
+    auto flat = a.weights();
+    b.receive(0, flat);
+    benchmark::DoNotOptimize(flat.data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * distillery::nn::count_parameters(a.model()) * 4);
+}
+BENCHMARK(BM_CodistillExchange)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

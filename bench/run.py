@@ -32,7 +32,7 @@ SAME_OPTIMIZER_AS_PYTHON = ["--set", "train.optimizer=sgd", "--set", "train.lr=0
                             "--set", "train.schedule=cosine"]
 STUDENT_CONFIG = "configs/hinton2015/student-distilled.yaml"
 CPU_SECONDS = {}  # log path -> user + system seconds of that process (whole process, not only the timed loop)
-TARGETS = {"distill_ratio": 2.0, "mlp_ratio": 1.2, "student_gemm_fraction": 60.0}
+TARGETS = {"distill_ratio": 2.0, "mlp_ratio": 1.2, "student_gemm_fraction": 60.0, "capsnet_ratio": 1.1, "glom_ratio": 1.3}
 
 
 def log(message):
@@ -141,6 +141,27 @@ def run_microbench(args, work):
             "results": results}
 
 
+def glom_memory(args, work):
+    """Peak memory of GLOM training steps at 7x7, 14x14 and 28x28 grids, one process each."""
+    binary = os.path.join(ROOT, args.build, "bench", "distillery_microbench")
+    def peak(pattern, name):
+        _, _, rss = run_process([binary, f"--benchmark_filter={pattern}", "--benchmark_min_time=0.01"],
+                                os.path.join(work, f"{name}.log"))
+        return rss
+    baseline = peak("BM_SoftTargetLoss", "glom-memory-baseline")
+    sizes = []
+    for side in (28, 56, 112):
+        grid = side // 4
+        sizes.append({"grid": grid, "locations": grid * grid, "mib": peak(f"BM_GlomStep/{side}/", f"glom-memory-{side}") - baseline})
+    per = [r["mib"] / r["locations"] for r in sizes]
+    # From 196 to 784 locations (4x): linear memory grows 4x, quadratic (an N x N matrix) 16x.
+    growth = sizes[2]["mib"] / sizes[1]["mib"] if sizes[1]["mib"] > 0 else float("nan")
+    verdict = (f"From {sizes[1]['locations']} to {sizes[2]['locations']} locations (4x) the memory grows {growth:.1f}x "
+               f"(linear: 4x, quadratic: 16x): {'linear' if growth < 6 else 'faster than linear'}.")
+    log("GLOM memory: " + verdict)
+    return {"baseline_mib": baseline, "sizes": sizes, "per_location_mib": per, "growth_4x_locations": growth, "verdict": verdict}
+
+
 def python_gemm(n, repeats=10):
     code = f"""
 import json, time, torch
@@ -235,6 +256,68 @@ def py_capsnet(args, work, name):
     return result
 
 
+def cpp_glom(args, work, name):
+    """GLOM training steps (B = 8, 56 x 56 images) in C++: distillery_microbench's BM_GlomStep/56."""
+    binary = os.path.join(ROOT, args.build, "bench", "distillery_microbench")
+    out = os.path.join(work, f"{name}.json")
+    _, wall, rss = run_process([binary, "--benchmark_filter=BM_GlomStep/56/", "--benchmark_min_time=3",
+                                f"--benchmark_out={out}", "--benchmark_out_format=json"], os.path.join(work, f"{name}.log"))
+    with open(out) as f:
+        b = json.load(f)["benchmarks"][0]
+    return {"samples_per_second": b["items_per_second"], "samples_per_second_with_epoch_end": b["items_per_second"],
+            "test_errors": None, "parameters": int(b["parameters"]), "wall_seconds": wall, "peak_rss_mib": rss,
+            "cpu_seconds": CPU_SECONDS[os.path.join(work, f"{name}.log")]}
+
+
+def py_glom(args, work, name):
+    command = [PYTHON, os.path.join("bench", "python", "glom_steps.py"), "--side", "56", "--batch", "8", "--steps", "30"]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
+    result = last_json_line(stdout)
+    result.update(samples_per_second_with_epoch_end=result["samples_per_second"], test_errors=None, wall_seconds=wall,
+                  peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[os.path.join(work, f"{name}.log")])
+    return result
+
+
+CODISTILL_CONFIG = "configs/codistill/mlp-2peers.yaml"
+# The co-distillation pair: short enough for a benchmark, long enough that the distillation term
+# and several exchanges run (burn-in and exchange interval shortened on both sides).
+CODISTILL_SETTINGS = {"epochs": 3, "alpha": 1.0, "temperature": 2.0, "burn_in": 50, "exchange_every": 50}
+
+
+def cpp_codistill(args, work, name):
+    """2 peers in one process on args.codistill_limit images (half each); rate = samples of all
+    peers over the whole loop (the CLI evaluates every peer at each epoch end, as the script does)."""
+    run_dir = os.path.join(work, "runs")
+    c = CODISTILL_SETTINGS
+    command = [cli(args), "codistill", "--config", CODISTILL_CONFIG, "--peers", "2", "--set", f"run.dir={run_dir}",
+               "--set", f"name={name}", "--set", "run.resume=false", "--set", f"data.train_limit={args.codistill_limit}",
+               "--set", f"train.epochs={c['epochs']}", "--set", f"codistill.alpha={c['alpha']}",
+               "--set", f"codistill.temperature={c['temperature']}", "--set", f"codistill.burn_in={c['burn_in']}",
+               "--set", f"codistill.exchange_every={c['exchange_every']}"]
+    _, wall, rss = run_process(command, os.path.join(work, f"{name}.log"))
+    with open(os.path.join(run_dir, name, "result.json")) as f:
+        result = json.load(f)
+    samples = result["steps"] * 100 * 2
+    errors = result["group"]["peer_errors"]
+    return {"samples_per_second": None, "samples_per_second_with_epoch_end": samples / result["seconds"],
+            "seconds": result["seconds"], "samples": samples, "cpu_seconds": CPU_SECONDS[os.path.join(work, f"{name}.log")],
+            "test_errors": sum(errors) / len(errors), "peer_errors": errors, "parameters": result["parameters"],
+            "wall_seconds": wall, "peak_rss_mib": rss}
+
+
+def py_codistill(args, work, name):
+    c = CODISTILL_SETTINGS
+    command = [PYTHON, os.path.join("bench", "python", "codistill_steps.py"), "--limit", str(args.codistill_limit),
+               "--epochs", str(c["epochs"]), "--alpha", str(c["alpha"]), "--temperature", str(c["temperature"]),
+               "--burn-in", str(c["burn_in"]), "--exchange-every", str(c["exchange_every"])]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
+    result = last_json_line(stdout)
+    result.update(wall_seconds=wall, peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[os.path.join(work, f"{name}.log")])
+    return result
+
+
 def py_script(args, work, name, script, extra):
     command = [PYTHON, os.path.join("bench", "python", script), "--checkpoint", os.path.join(work, f"{name}.pt")] + extra
     if args.limit:
@@ -269,7 +352,7 @@ def summarize(runs):
     errors = [r["test_errors"] for r in runs]
     return {"samples_per_second": statistics.median(steps) if None not in steps else None, "samples_per_second_runs": steps,
             "samples_per_second_with_epoch_end": statistics.median(whole), "samples_per_second_with_epoch_end_runs": whole,
-            "test_errors": statistics.median(errors), "test_errors_runs": errors,
+            "test_errors": statistics.median(errors) if None not in errors else None, "test_errors_runs": errors,
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "runs": runs}
 
 
@@ -404,7 +487,20 @@ def write_markdown(path, report):
     pg = figures.get("python_gemm_1024")
     if pg:
         lines.append(f"| Python torch.mm 1024x1024 fp32 (same library) | {gflops(pg['flops'])} | {pg['seconds'] * 1e3:.2f} ms |")
+    bw = micro.get("BM_MemoryCopy/256/real_time")
+    if bw and bw.get("bytes_per_second"):
+        lines.append(f"| memory bandwidth (copy of 256 MiB, read + write) | {bw['bytes_per_second'] / 1e9:.1f} GB/s | {bw['seconds'] * 1e3:.2f} ms |")
     lines += ["", f"The limit used below is the best of these C++ figures: **{gflops(limit)} GFLOP/s**.", ""]
+    gm = figures.get("glom_memory")
+    if gm:
+        lines += ["## GLOM memory against the number of locations", "",
+                  "Peak resident memory of one process running GLOM training steps (B = 8, 3 levels x 32 dims, 5 iterations, "
+                  "windowed attention of radii 1, 2, 3), less that of a process running a tiny benchmark (the library's own "
+                  f"footprint, {gm['baseline_mib']:.0f} MiB). Linear growth means the increment per location stays constant.", "",
+                  "| grid | locations N | peak memory above baseline | per location |", "| --- | ---: | ---: | ---: |"]
+        for r in gm["sizes"]:
+            lines.append(f"| {r['grid']}x{r['grid']} | {r['locations']} | {r['mib']:.0f} MiB | {1024 * r['mib'] / r['locations']:.0f} KiB |")
+        lines += ["", gm["verdict"], ""]
 
     lines += ["## Micro-benchmarks (build/bench/distillery_microbench)", "",
               "Wall-clock time per call (Google Benchmark, `UseRealTime`: LibTorch and OpenBLAS use other threads). "
@@ -415,7 +511,15 @@ def write_markdown(path, report):
                 "BM_ShiftImages/100/real_time": "data::shift_images (+ random_shifts), B=100, 1x28x28, max shift 2",
                 "BM_ReadIdxMnistTest/real_time": "data::read_idx, MNIST test images (7.8 MB)",
                 "BM_TeacherCacheHit/100/real_time": "TeacherCache::soft_targets, full-batch hit, B=100",
-                "BM_TeacherForward/100/real_time": "teacher soft targets computed (1200-1200 MLP forward), B=100"}
+                "BM_TeacherForward/100/real_time": "teacher soft targets computed (1200-1200 MLP forward), B=100",
+                "BM_DynamicRouting/3/real_time": "dynamic routing forward+backward, B=64, 576 -> 10 capsules of 16D, 3 iterations",
+                "BM_ConsensusAttention/0/real_time": "GLOM consensus attention forward+backward, B=32, 14x14 grid, D=32, radius 2 (windowed, linear cost)",
+                "BM_ConsensusAttention/1/real_time": "the same through the masked N x N matrix (dense path)",
+                "BM_GlomStep/28/real_time": "GLOM training step (forward, objective, backward), B=8, 7x7 grid",
+                "BM_GlomStep/56/real_time": "the same, 14x14 grid",
+                "BM_GlomStep/112/real_time": "the same, 28x28 grid",
+                "BM_CodistillExchange/real_time": "co-distillation exchange in one process: flatten an 800-800 peer, load it into a stale copy",
+                "BM_MemoryCopy/256/real_time": "memory bandwidth: copy 256 MiB of floats (bytes read + written)"}
     for key, what in describe.items():
         r = micro.get(key)
         if not r:
@@ -447,16 +551,18 @@ def write_markdown(path, report):
                f"| ratio C++ / Python, whole loop | {pair['ratio_with_epoch_end']:.2f}x | |",
                f"| ratio of the fastest runs (least disturbed by other jobs) | {pair['ratio_best']:.2f}x | |",
                f"| spread of the runs (max/min - 1) | {spread(c['samples_per_second_with_epoch_end_runs']):.0f}% | "
-               f"{spread(p['samples_per_second_with_epoch_end_runs']):.0f}% |",
-               f"| test errors (of 10000), median | {c['test_errors']:.0f} | {p['test_errors']:.0f} |",
-               f"| test errors, each run | {fmt_runs(c['test_errors_runs'], '{}')} | {fmt_runs(p['test_errors_runs'], '{}')} |"]
+               f"{spread(p['samples_per_second_with_epoch_end_runs']):.0f}% |"]
+        if c["test_errors"] is not None:
+            out += [f"| test errors (of 10000), median | {c['test_errors']:.0f} | {p['test_errors']:.0f} |",
+                    f"| test errors, each run | {fmt_runs(c['test_errors_runs'], '{}')} | {fmt_runs(p['test_errors_runs'], '{}')} |"]
         if "teacher_rows" in pair:
             out.append(f"| teacher forward rows / samples | {pair['teacher_rows']['cpp']:,} / {pair['samples']:,} | "
                        f"{pair['teacher_rows']['python']:,} / {pair['samples']:,} |")
-        out += [f"| model FLOP per training sample (estimate) | {c['flops_per_sample'] / 1e6:.2f} M | {p['flops_per_sample'] / 1e6:.2f} M |",
-                f"| achieved GFLOP/s | {gflops(c['flops'])} | {gflops(p['flops'])} |",
-                f"| fraction of the GEMM limit | {c['fraction_of_gemm']:.0f}% | {p['fraction_of_gemm']:.0f}% |",
-                f"| peak resident memory (max over runs) | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB |", ""]
+        if "flops_per_sample" in c:
+            out += [f"| model FLOP per training sample (estimate) | {c['flops_per_sample'] / 1e6:.2f} M | {p['flops_per_sample'] / 1e6:.2f} M |",
+                    f"| achieved GFLOP/s | {gflops(c['flops'])} | {gflops(p['flops'])} |",
+                    f"| fraction of the GEMM limit | {c['fraction_of_gemm']:.0f}% | {p['fraction_of_gemm']:.0f}% |"]
+        out += [f"| peak resident memory (max over runs) | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB |", ""]
         return out
 
     lines += pair_table("MLP training epoch", figures["mlp"],
@@ -474,6 +580,29 @@ def write_markdown(path, report):
                             f"Python: bench/python/distill_epoch.py --epochs {pair['epochs']} (teacher on every batch). "
                             f"FLOP: 6 x {pair['parameters']['student']:,} (student) per sample + 2 x "
                             f"{pair['parameters']['teacher']:,} (teacher) per row the teacher actually ran on.")
+
+    if "capsnet" in figures:
+        lines += pair_table("CapsNet training epoch", figures["capsnet"],
+                            f"configs/capsnet/quick.yaml (Conv 64 9x9, 16 primary capsule types, 10 x 16D class capsules, 3 routing "
+                            f"iterations, reconstruction decoder), 1 epoch on {figures['capsnet']['samples']:,} images, Adam, batch 64. "
+                            "C++: `distillery train --config configs/capsnet/quick.yaml`; Python: bench/python/capsnet_epoch.py.")
+    if "glom" in figures:
+        lines += pair_table("GLOM training steps", figures["glom"],
+                            "GLOM with 3 levels x 32 dims, 5 iterations, 4x4 patches with 4 pixels of context on 56 x 56 images "
+                            "(14 x 14 locations), windowed consensus attention (radii 1, 2, 3), B = 8; a step is the forward pass, "
+                            "the whole objective (denoising, island regulariser, InfoNCE, image labels) and the backward pass, no "
+                            "optimizer. C++: `distillery_microbench --benchmark_filter=BM_GlomStep/56/` (nn::Glom, nn::glom_loss); "
+                            "Python: bench/python/glom_steps.py, the same model written in plain PyTorch. No test errors: the "
+                            "images are random.")
+    if "codistill" in figures:
+        c = figures["codistill"]["settings"]
+        lines += pair_table("Co-distillation, 2 peers in one process", figures["codistill"],
+                            f"Two 800-800 MLP peers, each on its own half of {figures['codistill']['samples'] // c['epochs'] :,} "
+                            f"samples per epoch, {c['epochs']} epochs, SGD lr 0.1 momentum 0.9 cosine, batch 100; after a burn-in of "
+                            f"{c['burn_in']} steps each adds alpha {c['alpha']} x KL at T = {c['temperature']} to a stale copy of the "
+                            f"other, refreshed every {c['exchange_every']} steps. Rates count the samples of both peers over the "
+                            "whole loop (each epoch ends with a test evaluation of every peer); test errors are the peers' mean. "
+                            f"C++: `distillery codistill --config {CODISTILL_CONFIG} --peers 2`; Python: bench/python/codistill_steps.py.")
 
     tv = figures.get("teacher_check")
     if tv:
@@ -595,6 +724,9 @@ def main():
     parser.add_argument("--distill-epochs", default="1,3", help="distillation pairs to run (comma-separated epochs)")
     parser.add_argument("--capsnet-limit", type=int, default=3000,
                         help="training images of the CapsNet pair (configs/capsnet/quick.yaml, 1 epoch; 0: skip it)")
+    parser.add_argument("--codistill-limit", type=int, default=20000,
+                        help="training images of the 2-peer co-distillation pair (half per peer; 0: skip it)")
+    parser.add_argument("--glom", action=argparse.BooleanOptionalAction, default=True, help="run the GLOM training-steps pair")
     parser.add_argument("--build", default="build", help="CMake build folder (relative to the repository)")
     parser.add_argument("--work", default=None, help="scratch folder (default BUILD/bench-work[-quick])")
     parser.add_argument("--json", default=None, help="results file (default docs/results/bench.json; quick: in the work folder)")
@@ -636,6 +768,7 @@ def main():
     # 1. machine limit and micro-benchmarks
     if not args.no_micro:
         figures["microbench"] = run_microbench(args, work)
+        figures["glom_memory"] = glom_memory(args, work)
     figures["python_gemm_1024"] = python_gemm(1024)
     gemm = [r["flops"] for k, r in figures.get("microbench", {}).get("results", {}).items() if k.startswith("BM_Gemm") and r.get("flops")]
     figures["gemm_limit_flops"] = max(gemm) if gemm else figures["python_gemm_1024"]["flops"]
@@ -691,7 +824,28 @@ def main():
         figures["capsnet"] = capsnet
         log(f"CapsNet epoch ratio {capsnet['ratio']:.2f}x")
 
-    # 2e. build times
+    # 2d. co-distillation, 2 peers in one process: same peers, loss and exchange in Python
+    if args.codistill_limit > 0:
+        cpp, py = alternate(args.repeats, lambda r: cpp_codistill(args, work, f"codistill-cpp-{r}"),
+                            lambda r: py_codistill(args, work, f"codistill-py-{r}"), "co-distillation")
+        assert cpp[0]["parameters"] == py[0]["parameters"], "peer parameter counts differ"
+        codistill = {"cpp": summarize(cpp), "python": summarize(py), "samples": cpp[0]["samples"],
+                     "settings": CODISTILL_SETTINGS, "parameters": {"peer": cpp[0]["parameters"]}}
+        add_ratios(codistill)
+        figures["codistill"] = codistill
+        log(f"co-distillation ratio {codistill['ratio']:.2f}x")
+
+    # 2e. GLOM training steps: the same model and objective written in Python
+    if args.glom:
+        cpp, py = alternate(args.repeats, lambda r: cpp_glom(args, work, f"glom-cpp-{r}"),
+                            lambda r: py_glom(args, work, f"glom-py-{r}"), "GLOM steps")
+        assert cpp[0]["parameters"] == py[0]["parameters"], "GLOM parameter counts differ"
+        glom = {"cpp": summarize(cpp), "python": summarize(py), "parameters": {"model": cpp[0]["parameters"]}}
+        add_ratios(glom)
+        figures["glom"] = glom
+        log(f"GLOM steps ratio {glom['ratio']:.2f}x")
+
+    # 2f. build times
     if args.incremental_build or args.clean_build:
         figures["build_times"] = build_times(args, work)
 
@@ -726,8 +880,16 @@ def finish(report, json_path, md_path):
                      "paper": None, "ours": round(figures[key]["ratio"], 3), "unit": "x"})
     if "capsnet" in figures:
         rows.append({"id": "capsnet_ratio", "what": f"CapsNet training epoch ({figures['capsnet']['samples']} images, "
-                     f"configs/capsnet/quick.yaml): C++ / Python samples/s", "paper": None,
+                     f"configs/capsnet/quick.yaml): C++ / Python samples/s", "paper": TARGETS["capsnet_ratio"],
                      "ours": round(figures["capsnet"]["ratio"], 3), "unit": "x"})
+    if "glom" in figures:
+        rows.append({"id": "glom_ratio", "what": "GLOM training steps (B = 8, 14 x 14 locations, forward + objective + backward): "
+                     "C++ / Python images/s", "paper": TARGETS["glom_ratio"], "ours": round(figures["glom"]["ratio"], 3), "unit": "x"})
+    if "codistill" in figures:
+        c = figures["codistill"]
+        rows.append({"id": "codistill_ratio", "what": f"co-distillation, 2 peers x {c['samples'] // 2:,} samples "
+                     f"(configs/codistill/mlp-2peers.yaml): C++ / Python samples/s", "paper": None,
+                     "ours": round(c["ratio"], 3), "unit": "x"})
     rows.append({"id": "mlp_ratio", "what": "MLP training epoch: C++ / Python samples/s", "paper": TARGETS["mlp_ratio"],
                  "ours": round(mlp["ratio"], 3), "unit": "x"})
     if main_distill:
@@ -736,6 +898,13 @@ def finish(report, json_path, md_path):
                      "paper": TARGETS["student_gemm_fraction"], "ours": round(main_distill["cpp"]["fraction_of_gemm"], 1), "unit": "%"})
     rows.append({"id": "mlp_gemm_fraction", "what": "C++ MLP epoch: achieved FLOP/s, % of GEMM limit", "paper": None,
                  "ours": round(mlp["cpp"]["fraction_of_gemm"], 1), "unit": "%"})
+    if "glom_memory" in figures:
+        rows.append({"id": "glom_memory_growth", "what": "GLOM training memory growth from 196 to 784 locations (linear: 4x, quadratic: 16x)",
+                     "paper": None, "ours": round(figures["glom_memory"]["growth_4x_locations"], 2), "unit": "x"})
+    bw = figures.get("microbench", {}).get("results", {}).get("BM_MemoryCopy/256/real_time", {})
+    if bw.get("bytes_per_second"):
+        rows.append({"id": "memory_bandwidth", "what": "memory bandwidth (copy, read + write), GB/s", "paper": None,
+                     "ours": round(bw["bytes_per_second"] / 1e9, 1), "unit": "GB/s"})
     rows.append({"id": "gemm_gflops", "what": "GEMM limit (torch::mm fp32, best of 512 and 1024), GFLOP/s", "paper": None,
                  "ours": round(limit / 1e9, 1), "unit": "GFLOP/s"})
     rows.append({"id": "mlp_errors_cpp", "what": "MLP epoch test errors, C++", "paper": None,
