@@ -248,7 +248,9 @@ def cpp_capsnet(args, work, name):
 
 
 def py_capsnet(args, work, name):
-    command = [PYTHON, os.path.join("bench", "python", "capsnet_epoch.py"), "--epochs", "1", "--limit", str(args.capsnet_limit)]
+    # The network and loop of configs/capsnet/quick.yaml.
+    command = [PYTHON, os.path.join("bench", "python", "capsnet_epoch.py"), "--epochs", "1", "--limit", str(args.capsnet_limit),
+               "--conv", "128", "--types", "16", "--batch", "32", "--jitter", "0"]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
     result = last_json_line(stdout)
@@ -583,8 +585,8 @@ def write_markdown(path, report):
 
     if "capsnet" in figures:
         lines += pair_table("CapsNet training epoch", figures["capsnet"],
-                            f"configs/capsnet/quick.yaml (Conv 64 9x9, 16 primary capsule types, 10 x 16D class capsules, 3 routing "
-                            f"iterations, reconstruction decoder), 1 epoch on {figures['capsnet']['samples']:,} images, Adam, batch 64. "
+                            f"configs/capsnet/quick.yaml (Conv 128 9x9, 16 primary capsule types, 10 x 16D class capsules, 3 routing "
+                            f"iterations, reconstruction decoder), 1 epoch on {figures['capsnet']['samples']:,} images, Adam, batch 32, no shifts. "
                             "C++: `distillery train --config configs/capsnet/quick.yaml`; Python: bench/python/capsnet_epoch.py.")
     if "glom" in figures:
         lines += pair_table("GLOM training steps", figures["glom"],

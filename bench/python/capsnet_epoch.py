@@ -2,7 +2,8 @@
 network, loss and loop as `distillery train --config configs/capsnet/quick.yaml` (or paper.yaml with
 --conv 256 --types 32): Conv 9x9 ReLU -> PrimaryCaps (9x9 stride 2, squash) -> DigitCaps 10 x 16D with
 per-pair W_ij and dynamic routing (batched, gradients through every iteration) -> masked decoder;
-margin loss + 0.0005 x sum-of-squares reconstruction; Adam with a cosine schedule; 2-px jitter.
+margin loss + 0.0005 x sum-of-squares reconstruction; Adam with a cosine schedule; no jitter by default
+(quick.yaml), --jitter 2 as paper.yaml.
 Each epoch ends with a test evaluation (as the CLI does, unless --no-epoch-end).
 Prints one JSON line: samples_per_second (training steps only), samples_per_second_with_epoch_end,
 seconds, test_errors, threads, parameters."""
@@ -18,11 +19,11 @@ from common import Timer, add_common_arguments, cosine_lr, epoch_end, load_mnist
 
 parser = argparse.ArgumentParser()
 add_common_arguments(parser)
-parser.add_argument("--conv", type=int, default=64, help="channels of the first convolution (paper: 256)")
+parser.add_argument("--conv", type=int, default=128, help="channels of the first convolution (paper: 256)")
 parser.add_argument("--types", type=int, default=16, help="primary capsule types (paper: 32)")
 parser.add_argument("--iterations", type=int, default=3)
 parser.add_argument("--recon", type=float, default=0.0005)
-parser.set_defaults(batch=64, lr=0.002)
+parser.set_defaults(batch=32, lr=0.002, jitter=0)  # configs/capsnet/quick.yaml
 args = parser.parse_args()
 
 
