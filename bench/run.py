@@ -214,10 +214,10 @@ def cpp_train(args, work, name):
             "peak_rss_mib": rss, "checkpoint": os.path.join(run_dir, name, "checkpoint.pt")}
 
 
-def cpp_distill(args, work, name, teacher, epochs):
+def cpp_distill(args, work, name, teacher, epochs, precision="fp32"):
     run_dir = os.path.join(work, "runs")
     command = [cli(args), "distill", "--teacher", teacher, "--student", STUDENT_CONFIG, "--set", f"train.epochs={epochs}",
-               *SAME_OPTIMIZER_AS_PYTHON,
+               *SAME_OPTIMIZER_AS_PYTHON, "--set", f"train.precision={precision}",
                "--set", f"run.dir={run_dir}", "--set", f"name={name}", "--set", "run.resume=false"]
     if args.limit:
         command += ["--set", f"data.train_limit={args.limit}"]
@@ -583,6 +583,16 @@ def write_markdown(path, report):
                             f"FLOP: 6 x {pair['parameters']['student']:,} (student) per sample + 2 x "
                             f"{pair['parameters']['teacher']:,} (teacher) per row the teacher actually ran on.")
 
+    for py_precision in ("fp32", "bf16"):
+        pair = figures.get(f"bf16_vs_python_{py_precision}")
+        if pair:
+            lines += pair_table(f"Distillation, {pair['epochs']} epochs: distillery in bf16 mixed precision against Python in {py_precision}", pair,
+                                "The distillation above, with `--set train.precision=bf16` on the C++ side: the teacher's forward "
+                                "pass and the student's matrix products run in bfloat16 under LibTorch's CPU autocast (oneDNN's "
+                                "AVX512-BF16 kernels), weights, optimizer and losses in fp32, evaluation in fp32. Python: "
+                                f"bench/python/distill_epoch.py --precision {py_precision}"
+                                + (" (torch.autocast('cpu', bfloat16) around both forward passes)." if py_precision == "bf16" else
+                                   " (fp32, as a plain script is written)."))
     if "capsnet" in figures:
         lines += pair_table("CapsNet training epoch", figures["capsnet"],
                             f"configs/capsnet/quick.yaml (Conv 128 9x9, 16 primary capsule types, 10 x 16D class capsules, 3 routing "
@@ -724,6 +734,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smoke test: 10000 training images, 1 repeat, no build timing")
     parser.add_argument("--limit", type=int, default=None, help="training images (default all; quick: 10000)")
     parser.add_argument("--distill-epochs", default="1,3", help="distillation pairs to run (comma-separated epochs)")
+    parser.add_argument("--bf16-epochs", type=int, default=3,
+                        help="epochs of the bf16 mixed-precision distillation pairs (0: skip them)")
     parser.add_argument("--capsnet-limit", type=int, default=3000,
                         help="training images of the CapsNet pair (configs/capsnet/quick.yaml, 1 epoch; 0: skip it)")
     parser.add_argument("--codistill-limit", type=int, default=20000,
@@ -815,6 +827,27 @@ def main():
         figures[f"distill_e{epochs}"] = pair
         log(f"distillation {epochs} epoch(s) ratio {pair['ratio']:.2f}x")
 
+    # 2b'. distillation with bf16 mixed precision in distillery (train.precision=bf16), against
+    # plain fp32 Python (what the script as written does) and against Python with bf16 autocast
+    # (the same number format: the front ends alone).
+    if args.bf16_epochs > 0:
+        epochs = args.bf16_epochs
+        for py_precision in ("fp32", "bf16"):
+            cpp, py = alternate(args.repeats,
+                                lambda r: cpp_distill(args, work, f"distill-bf16-py{py_precision}-cpp-{r}", teacher, epochs, "bf16"),
+                                lambda r: py_script(args, work, f"distill-bf16-py{py_precision}-py-{r}", "distill_epoch.py",
+                                                    ["--teacher", teacher, "--epochs", str(epochs), "--precision", py_precision]),
+                                f"distill bf16 vs Python {py_precision}")
+            samples = cpp[0]["samples"]
+            pair = {"epochs": epochs, "precision": {"cpp": "bf16", "python": py_precision}, "cpp": summarize(cpp),
+                    "python": summarize(py), "samples": samples,
+                    "parameters": {"student": student_params, "teacher": teacher_params},
+                    "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
+                                     "python": int(statistics.median(r["teacher_rows"] for r in py))}}
+            add_ratios(pair)
+            figures[f"bf16_vs_python_{py_precision}"] = pair
+            log(f"distillation, C++ bf16 vs Python {py_precision}: {pair['ratio']:.2f}x")
+
     # 2c. CapsNet epoch (routing, margin and reconstruction losses): same network and loop in Python
     if args.capsnet_limit > 0:
         cpp, py = alternate(args.repeats, lambda r: cpp_capsnet(args, work, f"capsnet-cpp-{r}"),
@@ -868,7 +901,7 @@ def finish(report, json_path, md_path):
     """Rows, analysis and notes from the figures; writes the results file and the page."""
     figures = report["figures"]
     mlp, limit = figures["mlp"], figures["gemm_limit_flops"]
-    for pair in [figures[k] for k in figures if k == "mlp" or k.startswith("distill_e")]:
+    for pair in [v for v in figures.values() if isinstance(v, dict) and "cpp" in v and "python" in v]:
         pair["ratio_best"] = best_ratio(pair)
     rows = []
     main_distill = figures.get("distill_e3") or next((figures[k] for k in sorted(figures) if k.startswith("distill_e")), None)
@@ -880,6 +913,18 @@ def finish(report, json_path, md_path):
             continue
         rows.append({"id": f"distill_ratio_{key[8:]}", "what": f"distillation, {figures[key]['epochs']} epoch(s): C++ / Python samples/s",
                      "paper": None, "ours": round(figures[key]["ratio"], 3), "unit": "x"})
+    for py_precision in ("fp32", "bf16"):
+        pair = figures.get(f"bf16_vs_python_{py_precision}")
+        if not pair:
+            continue
+        against = "plain fp32 Python (the script as written)" if py_precision == "fp32" else "Python with bf16 autocast (same number format)"
+        rows.append({"id": f"distill_bf16_ratio_vs_{py_precision}",
+                     "what": f"distillation, {pair['epochs']} epochs, distillery with train.precision=bf16 / {against}: samples/s",
+                     "paper": TARGETS["distill_ratio"] if py_precision == "fp32" else None, "ours": round(pair["ratio"], 3), "unit": "x"})
+        rows.append({"id": f"distill_bf16_errors_vs_{py_precision}",
+                     "what": f"  test errors, distillery bf16 minus Python {py_precision} ({pair['cpp']['test_errors']:.0f} - "
+                             f"{pair['python']['test_errors']:.0f}, medians; run-to-run noise is about 10)", "paper": None,
+                     "ours": int(round(pair["cpp"]["test_errors"] - pair["python"]["test_errors"])), "unit": "errors"})
     if "capsnet" in figures:
         rows.append({"id": "capsnet_ratio", "what": f"CapsNet training epoch ({figures['capsnet']['samples']} images, "
                      f"configs/capsnet/quick.yaml): C++ / Python samples/s", "paper": TARGETS["capsnet_ratio"],

@@ -62,6 +62,8 @@ const std::vector<KeySpec>& schema() {
       {"train.checkpoint_every", Kind::Int, "0", 0, kInf, "", "also checkpoint every N steps (0: at each epoch end only)"},
       {"train.on_nonfinite", Kind::String, "stop", 0, 0, "stop|skip", "a NaN or Inf loss stops the run (keeping the last checkpoint) or skips its batch"},
       {"train.threads", Kind::Int, "0", 0, 1024, "", "intra-op threads (0: LibTorch's default)"},
+      {"train.precision", Kind::String, "fp32", 0, 0, "fp32|bf16",
+       "bf16: mixed precision, matrix products of the training step (student and teacher) in bfloat16, weights and losses in fp32"},
       {"distill.teachers", Kind::StringList, "[]", 0, 0, "", "teacher checkpoints or TorchScript files (several: an ensemble)"},
       {"distill.ensemble", Kind::String, "probs", 0, 0, "probs|logits", "how an ensemble combines its members"},
       {"distill.temperature", Kind::Double, "20", 1e-6, 1e4, "", "softmax temperature T of the soft targets"},

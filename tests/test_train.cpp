@@ -17,6 +17,7 @@
 #include "distillery/nn/mlp.h"
 #include "distillery/nn/model_spec.h"
 #include "distillery/report/metrics.h"
+#include "distillery/train/autocast.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/evaluate.h"
 #include "distillery/train/run.h"
@@ -404,6 +405,44 @@ TEST_F(TrainerTest, NanLossStopsTrainingNamingTheStep) {
   EXPECT_EQ(train::read_checkpoint_meta(dir.file("checkpoint.pt")).step, 4);
   // The weights were not touched by the NaN step.
   for (const auto& p : model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+}
+
+// train.precision: bf16 runs the step's matrix products in bfloat16 and nothing else: weights
+// stay fp32, the autocast state is restored, and the model still learns.
+TEST_F(TrainerTest, Bf16MixedPrecisionLearnsWithFp32Weights) {
+  {
+    train::CpuAutocast autocast("bf16");
+    EXPECT_EQ(torch::nn::Linear(4, 3)->forward(torch::rand({2, 4})).scalar_type(), torch::kBFloat16);
+  }
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+  EXPECT_EQ(torch::nn::Linear(4, 3)->forward(torch::rand({2, 4})).scalar_type(), torch::kFloat32);
+  EXPECT_THROW(train::CpuAutocast("fp16"), InputError);
+
+  // A learnable task: is the top half of the image brighter than the bottom half?
+  torch::manual_seed(5);
+  auto images = torch::rand({600, 1, 28, 28});
+  images.narrow(2, 0, 14).mul_(torch::rand({600, 1, 1, 1}) + 0.5);
+  const auto labels = (images.narrow(2, 0, 14).mean({1, 2, 3}) > images.narrow(2, 14, 14).mean({1, 2, 3})).to(torch::kInt64);
+  const data::Dataset train_set{images, labels};
+  const auto spec = mlp_spec({64});
+  train::TrainOptions options;
+  options.epochs = 8;
+  options.batch_size = 50;
+  options.log_every_seconds = 1e9;
+  auto run = [&](const std::string& precision) {
+    torch::manual_seed(3);
+    auto model = nn::make_model(spec);
+    options.precision = precision;
+    train::fit(*model, spec, train_set, nullptr, train::cross_entropy_objective, options);
+    return model;
+  };
+  auto full = run("fp32"), mixed = run("bf16");
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+  for (const auto& p : mixed->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat32);
+  EXPECT_FALSE(same_tensors(*full, *mixed));  // bf16 products took a different path
+  const auto accuracy = [&](nn::ClassifierImpl& m) { return train::evaluate(m, train_set).accuracy; };
+  EXPECT_GT(accuracy(*full), 0.9);
+  EXPECT_GT(accuracy(*mixed), 0.9);
 }
 
 TEST_F(TrainerTest, TrainingIsDeterministicGivenTheSeed) {

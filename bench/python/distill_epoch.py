@@ -6,7 +6,7 @@ script would (distillery caches its outputs per (image, shift)). By default each
 the loop, with a test-set evaluation and a checkpoint, as the CLI does.
 Prints one JSON line: samples_per_second (training steps only, teacher included, as distillery
 reports it), samples_per_second_with_epoch_end (the whole loop), seconds, test_errors, teacher_rows,
-threads."""
+threads. --precision bf16: mixed precision, as `--set train.precision=bf16` in distillery."""
 import argparse
 import json
 import time
@@ -20,7 +20,10 @@ parser = argparse.ArgumentParser()
 add_common_arguments(parser)
 parser.add_argument("--teacher", required=True)
 parser.add_argument("--temperature", type=float, default=20.0)
+parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: torch.autocast('cpu', bfloat16) around the teacher's and the student's forward passes")
 args = parser.parse_args()
+bf16 = args.precision == "bf16"
 
 
 def load_teacher(path):
@@ -61,13 +64,15 @@ for epoch in range(args.epochs):
         step_start = time.perf_counter()
         idx = order[start:start + args.batch]
         images = random_shift(x[idx], args.jitter, generator)
-        with torch.no_grad():
-            q = F.softmax(teacher(images) / T, dim=1)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            q = F.softmax(teacher(images).float() / T, dim=1)
         teacher_rows += len(idx)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(args.lr, step, total)
         optimizer.zero_grad()
-        log_p = F.log_softmax(student(images) / T, dim=1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = student(images)
+        log_p = F.log_softmax(logits.float() / T, dim=1)
         loss = F.kl_div(log_p, q, reduction="batchmean") * T * T
         loss.backward()
         optimizer.step()

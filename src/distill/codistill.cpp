@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "distillery/distill/loss.h"
+#include "distillery/train/autocast.h"
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
 #include "distillery/train/run.h"
@@ -84,14 +85,20 @@ double Peer::step(int64_t step) {
   std::vector<torch::Tensor> peer_logits;
   {
     torch::NoGradGuard no_grad;
+    train::CpuAutocast autocast(train_options_.precision);
     for (auto& stale : stale_) {
-      if (stale) peer_logits.push_back(stale->forward(batch.images));
+      if (stale) peer_logits.push_back(stale->forward(batch.images).to(torch::kFloat32));
     }
   }
   model_->train();
   optimizer_->zero_grad();
   const double alpha = step < options_.burn_in_steps ? 0.0 : options_.alpha;
-  auto loss = codistillation_loss(model_->forward(batch.images), batch.labels, peer_logits, alpha, options_);
+  torch::Tensor logits;
+  {
+    train::CpuAutocast autocast(train_options_.precision);
+    logits = model_->forward(batch.images).to(torch::kFloat32);
+  }
+  auto loss = codistillation_loss(logits, batch.labels, peer_logits, alpha, options_);
   const double value = loss.item<double>();
   if (!std::isfinite(value)) throw std::runtime_error(fmt::format("peer {}: loss is {} at step {}", rank_, value, step));
   loss.backward();

@@ -11,7 +11,7 @@ namespace distillery::distill {
 
 torch::Tensor Teacher::soft_targets(const torch::Tensor& images, double temperature) {
   TORCH_CHECK(temperature > 0, "teacher: temperature must be > 0, got ", temperature);
-  return torch::softmax(logits(images) / temperature, /*dim=*/1);
+  return torch::softmax(logits(images).to(torch::kFloat32) / temperature, /*dim=*/1);  // fp32 even under bf16 autocast
 }
 
 ModelTeacher::ModelTeacher(std::shared_ptr<nn::ClassifierImpl> model, std::string name)

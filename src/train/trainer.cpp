@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "distillery/data/augment.h"
+#include "distillery/train/autocast.h"
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/progress.h"
@@ -31,8 +32,11 @@ TrainOptions train_options_from_config(const Config& config) {
   options.resume = config.get_bool("run.resume");
   options.log_every_seconds = config.get_double("run.log_every_seconds");
   options.skip_nonfinite = config.get_string("train.on_nonfinite") == "skip";
+  options.precision = config.get_string("train.precision");
   return options;
 }
+
+
 
 torch::Tensor cross_entropy_objective(const Batch& batch, const torch::Tensor& logits) {
   return torch::nn::functional::cross_entropy(logits, batch.labels);
@@ -99,7 +103,7 @@ TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data
                 const data::Dataset* eval_set, const Objective& objective, const TrainOptions& options,
                 const nlohmann::json& checkpoint_extra) {
   const StepLoss step_loss = [&objective](nn::ClassifierImpl& m, const Batch& batch) {
-    return objective(batch, m.forward(batch.images));
+    return objective(batch, m.forward(batch.images).to(torch::kFloat32));  // losses in fp32 under bf16 autocast
   };
   return fit_with_step_loss(model, spec, train_set, eval_set, step_loss, options, checkpoint_extra);
 }
@@ -153,7 +157,11 @@ TrainResult fit_with_step_loss(nn::ClassifierImpl& model, const nn::ModelSpec& s
     const double lr = scheduled_lr(options, step, steps_per_epoch, total_steps);
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
     optimizer->zero_grad();
-    auto loss = step_loss(model, batch);
+    torch::Tensor loss;
+    {
+      CpuAutocast autocast(options.precision);
+      loss = step_loss(model, batch);
+    }
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value) && options.skip_nonfinite) {
       spdlog::warn("{}: loss is {} at step {}; batch skipped", options.label, loss_value, step);
