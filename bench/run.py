@@ -894,6 +894,10 @@ def main():
         for name in files:
             if name.endswith(".pt") and os.path.join(folder, name) != teacher:
                 os.remove(os.path.join(folder, name))
+    # The measurements first, so that a failure in rendering loses nothing (--render-only redoes it).
+    os.makedirs(os.path.dirname(json_path), exist_ok=True)
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=2)
     finish(report, json_path, md_path)
 
 
@@ -901,7 +905,7 @@ def finish(report, json_path, md_path):
     """Rows, analysis and notes from the figures; writes the results file and the page."""
     figures = report["figures"]
     mlp, limit = figures["mlp"], figures["gemm_limit_flops"]
-    for pair in [v for v in figures.values() if isinstance(v, dict) and "cpp" in v and "python" in v]:
+    for pair in [v for v in figures.values() if isinstance(v, dict) and isinstance(v.get("cpp"), dict) and isinstance(v.get("python"), dict)]:
         pair["ratio_best"] = best_ratio(pair)
     rows = []
     main_distill = figures.get("distill_e3") or next((figures[k] for k in sorted(figures) if k.startswith("distill_e")), None)

@@ -259,15 +259,18 @@ json run_capsnet(const ExperimentOptions& options) {
             paper, errors_of(result), "errors");
   }
 
-  // 3. The CNN baseline on the same shifted MNIST.
+  // 3. The CNN baseline on the same training data as the CapsNet.
   const Config cnn_config = make_config(context, profile.cnn_config, {profile.cnn_overrides}, "cnn-baseline");
   const auto cnn = record_run("cnn-baseline", run_or_reuse(context, cnn_config), cnn_config);
   const auto cnn_channels = cnn_config.get_int_list("model.channels");
-  add_row("cnn_errors", fmt::format("CNN baseline (conv {}, fc 328-192, dropout), {} epoch(s), same shifted MNIST: MNIST test errors",
-                                    fmt::join(cnn_channels, "-"), cnn_config.get_int("train.epochs")),
+  const int64_t shift = cnn_config.get_int("data.jitter");
+  const std::string training_data = shift > 0 ? fmt::format("MNIST shifted by up to {} px", shift) : "MNIST without shifts";
+  add_row("cnn_errors", fmt::format("CNN baseline (conv {}, fc 328-192, dropout), {} epoch(s) of the CapsNet's training data ({}): "
+                                    "MNIST test errors",
+                                    fmt::join(cnn_channels, "-"), cnn_config.get_int("train.epochs"), training_data),
           39, errors_of(cnn), "errors");
 
-  // 4. Affine-transformed MNIST test set (both trained on 2-px-shifted MNIST only).
+  // 4. Affine-transformed MNIST test set (both trained on the same MNIST training data only).
   const std::string data_dir = data::resolve_data_dir(options.data_dir);
   auto mnist_test = data::load_dataset("mnist", "test", data_dir).head(main_config.get_int("data.test_limit"));
   auto affine = data::make_affine_mnist(mnist_test, data::AffineMnistOptions().seed(2017));

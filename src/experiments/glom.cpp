@@ -100,6 +100,20 @@ TrainSet training_scenes(const data::Dataset& train_digits, const Config& c) {
   return {torch::cat(images), torch::cat(labels)};
 }
 
+// The training time of a model loaded from its checkpoint, as its last metrics record says (NaN if
+// none). Records before the variant field carry "attention" instead.
+double recorded_train_seconds(const std::string& metrics_path, int64_t seed, const Variant& variant, int64_t steps) {
+  double seconds = std::nan("");
+  if (!fs::exists(metrics_path)) return seconds;
+  for (const auto& record : report::read_metrics(metrics_path)) {
+    if (record.value("seed", int64_t{-1}) != seed || record.value("step", int64_t{-1}) != steps) continue;
+    const std::string name = record.contains("variant") ? record["variant"].get<std::string>()
+                                                        : (record.value("attention", true) ? "main" : "noattention");
+    if (name == variant.name()) seconds = record.value("seconds", std::nan(""));
+  }
+  return seconds;
+}
+
 // Trains one model (or loads its checkpoint); appends progress to metrics.
 nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const Variant& variant, const std::string& path,
                      bool fresh, report::MetricsWriter& metrics, double* train_seconds) {
@@ -108,7 +122,7 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
   if (!fresh && fs::exists(path)) {
     torch::load(model, path);
     spdlog::info("glom: loaded {}", path);
-    *train_seconds = 0;
+    *train_seconds = recorded_train_seconds((fs::path(path).parent_path() / "metrics.jsonl").string(), seed, variant, c.get_int("glom.steps"));
     return model;
   }
   const auto start = Clock::now();
@@ -483,14 +497,16 @@ json run_glom_study(const ExperimentOptions& options) {
     rows.push_back(report::result_row("mnist_without_attention", "  the same, models trained without attention", nullptr, mean_of(mnist_off), "%"));
   }
   rows.push_back(report::result_row("parameters", "GLOM parameters (one set of column nets shared by all locations)", nullptr, parameters, "parameters"));
-  rows.push_back(report::result_row("train_seconds", "  training seconds per seed", nullptr, mean_of(train_seconds), "s"));
+  rows.push_back(report::result_row("train_seconds", "  training seconds per seed (wall clock on the shared machine)", nullptr,
+                                    finite_or_null(mean_of(train_seconds)), "s"));
   if (train_unshared) {
     // Issue 6: the same GLOM with nothing shared between columns. Its columns can learn from each
     // other only through the consensus: the attention term and the island regulariser, which
     // distils every column's bottom-up and top-down predictions towards it.
     const std::string what = "GLOM without weight sharing (each column its own nets; they learn from each other only by distilling towards the consensus)";
     rows.push_back(report::result_row("unshared_parameters", what + ": parameters", nullptr, unshared_parameters, "parameters"));
-    rows.push_back(report::result_row("unshared_train_seconds", "  its training seconds per seed", nullptr, mean_of(unshared_seconds), "s"));
+    rows.push_back(report::result_row("unshared_train_seconds", "  its training seconds per seed", nullptr,
+                                      finite_or_null(mean_of(unshared_seconds)), "s"));
     for (const auto& layout : kLayouts) {
       const auto v = over_seeds([&](size_t s) { return mean_of(unshared[s][layout].kmeans_ari[iterations][top]); });
       rows.push_back(report::result_row("unshared_fg_ari_" + layout, fmt::format("  its FG-ARI, {} scenes (shared weights: {:.3f})", layout, headline[layout]),
