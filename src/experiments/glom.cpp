@@ -14,6 +14,7 @@
 #include "distillery/error.h"
 #include "distillery/nn/glom.h"
 #include "distillery/nn/islands.h"
+#include "distillery/nn/model_spec.h"
 #include "distillery/report/html.h"
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
@@ -182,12 +183,6 @@ double sd_of(const std::vector<double>& v) {
     if (std::isfinite(x)) s += (x - m) * (x - m), ++k;
   }
   return k > 1 ? std::sqrt(s / (k - 1)) : 0.0;
-}
-
-int64_t count_parameters(torch::nn::Module& model) {
-  int64_t count = 0;
-  for (const auto& p : model.parameters()) count += p.numel();
-  return count;
 }
 
 json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
@@ -408,7 +403,7 @@ json run_glom_study(const ExperimentOptions& options) {
   for (size_t s = 0; s < seeds.size(); ++s) {
     auto model = train_model(config, train, seeds[s], Variant{}, fmt::format("{}/model-seed{}.pt", root, seeds[s]), options.fresh,
                              metrics, &train_seconds[s]);
-    parameters = count_parameters(*model);
+    parameters = nn::count_parameters(*model);
     for (const auto& layout : kLayouts) scores[s][layout] = score_islands(model, tests[layout], threshold);
     mnist[s] = mnist_accuracy(model, centred, mnist_digits.labels);
     spdlog::info("glom seed {}: top-level FG-ARI touching {:.3f} overlapping {:.3f} separated {:.3f}, MNIST {:.2f}%", seeds[s],
@@ -430,7 +425,7 @@ json run_glom_study(const ExperimentOptions& options) {
     if (train_unshared) {
       auto separate = train_model(config, train, seeds[s], Variant{true, false}, fmt::format("{}/model-unshared-seed{}.pt", root, seeds[s]),
                                   options.fresh, metrics, &unshared_seconds[s]);
-      unshared_parameters = count_parameters(*separate);
+      unshared_parameters = nn::count_parameters(*separate);
       for (const auto& layout : kLayouts) unshared[s][layout] = score_islands(separate, tests[layout], threshold);
       mnist_unshared[s] = mnist_accuracy(separate, centred, mnist_digits.labels);
     }
