@@ -231,6 +231,15 @@ def cpp_distill(args, work, name, teacher, epochs, precision="fp32"):
             "peak_rss_mib": rss}
 
 
+def run_python(work, name, command):
+    """Runs a reference script; its last JSON line plus wall time, peak memory and CPU seconds."""
+    log_path = os.path.join(work, f"{name}.log")
+    stdout, wall, rss = run_process(command, log_path, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    result = last_json_line(stdout)
+    result.update(wall_seconds=wall, peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[log_path])
+    return result
+
+
 CAPSNET_CONFIG = "configs/capsnet/quick.yaml"
 
 
@@ -251,11 +260,7 @@ def py_capsnet(args, work, name):
     # The network and loop of configs/capsnet/quick.yaml.
     command = [PYTHON, os.path.join("bench", "python", "capsnet_epoch.py"), "--epochs", "1", "--limit", str(args.capsnet_limit),
                "--conv", "128", "--types", "16", "--batch", "32", "--jitter", "0"]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
-    result = last_json_line(stdout)
-    result.update(wall_seconds=wall, peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[os.path.join(work, f"{name}.log")])
-    return result
+    return run_python(work, name, command)
 
 
 def cpp_glom(args, work, name):
@@ -273,11 +278,8 @@ def cpp_glom(args, work, name):
 
 def py_glom(args, work, name):
     command = [PYTHON, os.path.join("bench", "python", "glom_steps.py"), "--side", "56", "--batch", "8", "--steps", "30"]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
-    result = last_json_line(stdout)
-    result.update(samples_per_second_with_epoch_end=result["samples_per_second"], test_errors=None, wall_seconds=wall,
-                  peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[os.path.join(work, f"{name}.log")])
+    result = run_python(work, name, command)
+    result.update(samples_per_second_with_epoch_end=result["samples_per_second"], test_errors=None)
     return result
 
 
@@ -313,22 +315,14 @@ def py_codistill(args, work, name):
     command = [PYTHON, os.path.join("bench", "python", "codistill_steps.py"), "--limit", str(args.codistill_limit),
                "--epochs", str(c["epochs"]), "--alpha", str(c["alpha"]), "--temperature", str(c["temperature"]),
                "--burn-in", str(c["burn_in"]), "--exchange-every", str(c["exchange_every"])]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
-    result = last_json_line(stdout)
-    result.update(wall_seconds=wall, peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[os.path.join(work, f"{name}.log")])
-    return result
+    return run_python(work, name, command)
 
 
 def py_script(args, work, name, script, extra):
     command = [PYTHON, os.path.join("bench", "python", script), "--checkpoint", os.path.join(work, f"{name}.pt")] + extra
     if args.limit:
         command += ["--limit", str(args.limit)]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    stdout, wall, rss = run_process(command, os.path.join(work, f"{name}.log"), env=env)
-    result = last_json_line(stdout)
-    result.update(wall_seconds=wall, peak_rss_mib=rss, cpu_seconds=CPU_SECONDS[os.path.join(work, f"{name}.log")])
-    return result
+    return run_python(work, name, command)
 
 
 def alternate(repeats, run_cpp, run_py, label):

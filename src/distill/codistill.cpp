@@ -82,20 +82,19 @@ double Peer::step(int64_t step) {
   const auto batch = batches_.batch(step);
   const double lr = train::scheduled_lr(train_options_, step, batches_.steps_per_epoch(), total_steps_);
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
-  std::vector<torch::Tensor> peer_logits;
-  {
-    torch::NoGradGuard no_grad;
-    train::CpuAutocast autocast(train_options_.precision);
-    for (auto& stale : stale_) {
-      if (stale) peer_logits.push_back(stale->forward(batch.images).to(torch::kFloat32));
-    }
-  }
   model_->train();
   optimizer_->zero_grad();
   const double alpha = step < options_.burn_in_steps ? 0.0 : options_.alpha;
+  std::vector<torch::Tensor> peer_logits;
   torch::Tensor logits;
   {
-    train::CpuAutocast autocast(train_options_.precision);
+    train::CpuAutocast autocast(train_options_.precision);  // the forward passes; losses in fp32
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& stale : stale_) {
+        if (stale) peer_logits.push_back(stale->forward(batch.images).to(torch::kFloat32));
+      }
+    }
     logits = model_->forward(batch.images).to(torch::kFloat32);
   }
   auto loss = codistillation_loss(logits, batch.labels, peer_logits, alpha, options_);
