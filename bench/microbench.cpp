@@ -153,20 +153,39 @@ void BM_MemoryCopy(benchmark::State& state) {
 BENCHMARK(BM_MemoryCopy)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Dynamic routing forward + backward, the quick CapsNet's shape: B = 64 images, 576 primary
-// capsules, 10 class capsules of 16 dimensions, 3 iterations.
+// capsules, 10 class capsules of 16 dimensions, 3 iterations; arg 1: 0 the fused kernel, 1 the
+// op-by-op reference differentiated by autograd.
 void BM_DynamicRouting(benchmark::State& state) {
   torch::manual_seed(0);
   const int64_t batch = 64;
-  auto predictions = (0.05 * torch::randn({batch, 576, 10, 16})).requires_grad_(true);
+  // Laid out [B, N_out, N_in, D] in memory, as RoutingCaps::predictions produces them.
+  auto stored = (0.05 * torch::randn({batch, 10, 576, 16})).requires_grad_(true);
   for (auto _ : state) {
-    auto out = distillery::nn::dynamic_routing(predictions, state.range(0));
+    auto predictions = stored.transpose(1, 2);
+    auto out = state.range(1) == 0 ? distillery::nn::dynamic_routing(predictions, state.range(0))
+                                   : distillery::nn::dynamic_routing_reference(predictions, state.range(0));
     out.poses.sum().backward();
-    predictions.mutable_grad().zero_();
+    stored.mutable_grad().zero_();
     benchmark::DoNotOptimize(out.poses.data_ptr());
   }
   state.SetItemsProcessed(state.iterations() * batch);
 }
-BENCHMARK(BM_DynamicRouting)->Arg(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DynamicRouting)->Args({3, 0})->Args({3, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// A CapsNet training step without the optimizer: forward, margin + reconstruction loss, backward;
+// the quick CapsNet (Conv 128, 16 primary types, 3 iterations) on B = 32 images.
+void BM_CapsNetStep(benchmark::State& state) {
+  torch::manual_seed(0);
+  distillery::nn::CapsNet net(distillery::nn::CapsNetOptions().conv_channels(128).primary_types(16));
+  auto images = torch::rand({32, 1, 28, 28});
+  auto labels = torch::randint(10, {32});
+  for (auto _ : state) {
+    net->zero_grad();
+    distillery::nn::capsnet_loss(*net, images, labels, distillery::nn::CapsNetLossOptions()).backward();
+  }
+  state.SetItemsProcessed(state.iterations() * 32);
+}
+BENCHMARK(BM_CapsNetStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // GLOM consensus attention forward + backward on the quick GLOM's level shape: B = 32 scenes, a
 // 14 x 14 grid, D = 32, window radius 2; arg 0: the linear-cost windowed path, 1: the dense path.

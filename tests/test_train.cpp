@@ -576,5 +576,52 @@ train:
   EXPECT_EQ(train::evaluate(*loaded.model, test).errors, outcome.test.errors);
 }
 
+TEST(RunFolderTest, FinishedRunsAreReusedOnlyWithTheSameConfig) {
+  TempDir dir;
+  Config config;
+  config.set("run.dir", dir.path().string());
+  config.set("name", "r");
+  config.set("train.lr", "0.01");
+  EXPECT_FALSE(train::finished_run(config).has_value());  // no folder yet
+  const std::string run_dir = train::prepare_run_dir(config);
+  EXPECT_FALSE(train::finished_run(config).has_value());  // a folder, but no result.json
+  report::write_file_atomic(run_dir + "/result.json", R"({"test": {"errors": 7}})");
+  ASSERT_TRUE(train::finished_run(config).has_value());
+  EXPECT_EQ(train::finished_run(config)->at("test").at("errors"), 7);
+
+  Config faster = config;  // keys that do not change results are not compared
+  faster.set("train.threads", "2");
+  faster.set("run.log_every_seconds", "1");
+  EXPECT_TRUE(train::finished_run(faster).has_value());
+
+  Config other = config;
+  other.set("train.lr", "0.02");
+  try {
+    train::finished_run(other);
+    FAIL() << "a finished run made with another learning rate was reused";
+  } catch (const InputError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("train.lr = 0.01"));
+    EXPECT_THAT(e.what(), HasSubstr("asks for 0.02"));
+    EXPECT_THAT(e.what(), HasSubstr("--fresh"));
+  }
+}
+
+TEST(RunFolderTest, ResumingACheckpointNeedsTheSameConfig) {
+  TempDir dir;
+  Config config;
+  config.set("run.dir", dir.path().string());
+  config.set("name", "r");
+  const std::string run_dir = train::prepare_run_dir(config);
+  report::write_file_atomic(run_dir + "/checkpoint.pt", "stands for a checkpoint");
+  Config longer = config;  // more epochs extend the run
+  longer.set("train.epochs", "20");
+  EXPECT_NO_THROW(train::prepare_run_dir(longer));
+  Config other = config;
+  other.set("model.hidden", "[100]");
+  EXPECT_THROW(train::prepare_run_dir(other), InputError);
+  other.set("run.resume", "false");  // starting over is the user's choice
+  EXPECT_NO_THROW(train::prepare_run_dir(other));
+}
+
 }  // namespace
 }  // namespace distillery::testing

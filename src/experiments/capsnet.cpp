@@ -96,14 +96,15 @@ json read_json(const std::string& path) {
   return json::parse(in);
 }
 
-// Runs a sub-run unless it already finished (result.json exists): an interrupted study resumes.
+// Runs a sub-run unless it already finished with the same config: an interrupted study resumes.
 json run_or_reuse(const Context& context, const Config& config) {
   const std::string dir = context.root + "/" + config.get_string("name");
-  if (!context.options.fresh && fs::exists(dir + "/result.json")) {
+  if (context.options.fresh && fs::exists(dir)) {
+    fs::remove_all(dir);
+  } else if (auto finished = train::finished_run(config)) {
     spdlog::info("{}: reusing the finished run in {}", config.get_string("name"), dir);
-    return read_json(dir + "/result.json");
+    return *finished;
   }
-  if (context.options.fresh && fs::exists(dir)) fs::remove_all(dir);
   train::run_training(config);
   return read_json(dir + "/result.json");
 }
@@ -116,8 +117,11 @@ json run_multi_mnist(const Context& context, const Config& config, const data::D
                      const data::Dataset& mnist_test) {
   const std::string name = config.get_string("name");
   const std::string dir = context.root + "/" + name;
-  if (!context.options.fresh && fs::exists(dir + "/result.json")) return read_json(dir + "/result.json");
-  if (context.options.fresh && fs::exists(dir)) fs::remove_all(dir);
+  if (context.options.fresh && fs::exists(dir)) {
+    fs::remove_all(dir);
+  } else if (auto finished = train::finished_run(config)) {
+    return *finished;
+  }
   train::apply_thread_config(config);
   const uint64_t seed = static_cast<uint64_t>(config.get_int("train.seed"));
   auto train_pairs = data::make_multi_mnist(mnist_train, context.profile.multi_train, data::MultiMnistOptions().seed(seed));

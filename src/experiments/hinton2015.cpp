@@ -29,7 +29,7 @@ std::vector<std::string> profile_overrides(const std::string& profile, const std
   if (profile == "paper") return {};
   if (profile == "quick") {  // 10,000 training images: soft targets matter most when data is scarce
     if (run == "teacher") return {"data.train_limit=10000", "train.epochs=15"};
-    if (run == "sweep" || run == "sweep-hard") return {"data.train_limit=10000", "train.epochs=5"};
+    if (run == "sweep" || run == "sweep-hard") return {"data.train_limit=10000", "train.epochs=15"};
     return {"data.train_limit=10000", "train.epochs=10"};
   }
   if (profile == "test") {  // a seconds-long smoke run for the test suite
@@ -59,12 +59,12 @@ Config make_config(const Context& context, const std::string& file, const std::s
 json run_or_reuse(const Context& context, const Config& config, bool distill) {
   const std::string dir = context.root + "/" + config.get_string("name");
   const std::string result_path = dir + "/result.json";
-  if (!context.options.fresh && fs::exists(result_path)) {
-    std::ifstream in(result_path);
+  if (context.options.fresh && fs::exists(dir)) {
+    fs::remove_all(dir);
+  } else if (auto finished = train::finished_run(config)) {
     spdlog::info("{}: reusing the finished run in {}", config.get_string("name"), dir);
-    return json::parse(in);
+    return *finished;
   }
-  if (context.options.fresh && fs::exists(dir)) fs::remove_all(dir);
   if (distill) distill::run_distillation(config);
   else train::run_training(config);
   std::ifstream in(result_path);

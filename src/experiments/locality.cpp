@@ -69,15 +69,16 @@ json outcome_json(const distill::LocalityOutcome& o) {
           {"epoch_loss", o.epoch_loss}};
 }
 
-// Runs one (variant, seed) unless its result.json exists (an interrupted study resumes).
+// Runs one (variant, seed) unless it already finished with the same config (an interrupted study resumes).
 json run_or_reuse(const ExperimentOptions& options, Config config, const train::RunData& data, int64_t* reused) {
   const std::string dir = config.get_string("run.dir") + "/" + config.get_string("name");
   const std::string result_path = dir + "/result.json";
-  if (!options.fresh && fs::exists(result_path)) {
-    std::ifstream in(result_path);
-    spdlog::info("{}: reusing the finished run in {}", config.get_string("name"), dir);
-    ++*reused;
-    return json::parse(in);
+  if (!options.fresh) {
+    if (auto finished = train::finished_run(config)) {
+      spdlog::info("{}: reusing the finished run in {}", config.get_string("name"), dir);
+      ++*reused;
+      return *finished;
+    }
   }
   train::prepare_run_dir(config);
   const auto locality = distill::locality_options_from_config(config);

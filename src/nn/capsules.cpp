@@ -7,32 +7,6 @@ torch::Tensor squash(const torch::Tensor& s, int64_t dim, double eps) {
   return s * (squared / (1.0 + squared)) / torch::sqrt(squared + eps);
 }
 
-RoutingOutput dynamic_routing(const torch::Tensor& predictions, int64_t iterations) {
-  TORCH_CHECK(predictions.dim() == 4, "dynamic_routing: expected predictions [B, N_in, N_out, D_out], got ",
-              predictions.sizes());
-  TORCH_CHECK(iterations >= 1, "dynamic_routing: iterations must be >= 1, got ", iterations);
-  const auto batch = predictions.size(0), num_in = predictions.size(1), num_out = predictions.size(2);
-  // Work in [B, N_out, N_in, D] so that both sums over i and over d are batched matrix products
-  // (about twice as fast on CPU as einsum on [B, N_in, N_out, D], forward and backward).
-  auto u_hat = predictions.permute({0, 2, 1, 3}).contiguous();
-  // Routing logits b_ij, stored [B, N_out, N_in]: local state of this call, starting at 0.
-  auto logits = torch::zeros({batch, num_out, num_in}, predictions.options());
-  RoutingOutput out;
-  torch::Tensor coupling;
-  for (int64_t r = 0; r < iterations; ++r) {
-    coupling = torch::softmax(logits, /*dim=*/1);  // c_ij: softmax over the output capsules j
-    // s_j = sum_i c_ij u_hat_j|i: [B, N_out, 1, N_in] x [B, N_out, N_in, D] -> [B, N_out, D].
-    auto total = torch::matmul(coupling.unsqueeze(2), u_hat).squeeze(2);
-    out.poses = squash(total, /*dim=*/-1);
-    if (r + 1 < iterations) {
-      // Agreement a_ij = u_hat_j|i . v_j: [B, N_out, N_in, D] x [B, N_out, D, 1] -> [B, N_out, N_in].
-      logits = logits + torch::matmul(u_hat, out.poses.unsqueeze(-1)).squeeze(-1);
-    }
-  }
-  out.coupling = coupling.transpose(1, 2);  // [B, N_in, N_out]
-  return out;
-}
-
 // ---- PrimaryCaps --------------------------------------------------------------------------------
 
 PrimaryCapsImpl::PrimaryCapsImpl(const PrimaryCapsOptions& options) : options_(options) { reset(); }

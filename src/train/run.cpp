@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <fstream>
+#include <map>
 
 #include "distillery/error.h"
 #include "distillery/nn/capsules.h"
@@ -46,8 +48,73 @@ nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& 
   return spec;
 }
 
+namespace {
+
+// Keys that do not change what a run computes.
+bool affects_results(const std::string& key) {
+  return key.rfind("run.", 0) != 0 && key != "train.threads" && key != "data.dir";
+}
+
+void flatten(const YAML::Node& node, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (node.IsMap()) {
+    for (const auto& entry : node) {
+      const auto key = entry.first.as<std::string>();
+      flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out);
+    }
+    return;
+  }
+  YAML::Emitter text;
+  text << YAML::Flow << node;
+  out[prefix] = text.c_str();
+}
+
+// Empty when the run folder's config.yaml matches `config` on every compared key; otherwise what
+// differs, for the error message.
+std::string config_difference(const std::string& dir, const Config& config, bool allow_more_epochs) {
+  const std::string path = dir + "/config.yaml";
+  if (!std::filesystem::exists(path)) return "";
+  std::map<std::string, std::string> stored, wanted;
+  try {
+    flatten(YAML::Load(Config::load(path).to_yaml()), "", stored);
+  } catch (const std::exception& e) {
+    return fmt::format("its config.yaml cannot be read ({})", e.what());
+  }
+  flatten(YAML::Load(config.to_yaml()), "", wanted);
+  for (const auto& [key, value] : wanted) {
+    if (!affects_results(key) || (allow_more_epochs && key == "train.epochs")) continue;
+    const auto it = stored.find(key);
+    const std::string before = it == stored.end() ? "(absent)" : it->second;
+    if (before != value) return fmt::format("it was made with {} = {}, this run asks for {}", key, before, value);
+  }
+  return "";
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> finished_run(const Config& config) {
+  const std::string dir = config.get_string("run.dir") + "/" + config.get_string("name");
+  const std::string result_path = dir + "/result.json";
+  if (!std::filesystem::exists(result_path)) return std::nullopt;
+  if (const auto difference = config_difference(dir, config, false); !difference.empty()) {
+    throw InputError(fmt::format("{} holds a finished run, but {}; rerun with --fresh to retrain it, or move the folder away",
+                                 dir, difference));
+  }
+  std::ifstream in(result_path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{}: not valid JSON ({}); remove it to retrain the run", result_path, e.what()));
+  }
+}
+
 std::string prepare_run_dir(const Config& config) {
   const std::string dir = config.get_string("run.dir") + "/" + config.get_string("name");
+  if (config.get_bool("run.resume") && std::filesystem::exists(dir + "/checkpoint.pt")) {
+    if (const auto difference = config_difference(dir, config, true); !difference.empty()) {
+      throw InputError(fmt::format("{} holds a checkpoint to resume, but {}; set run.resume=false to start over there, "
+                                   "or choose another name", dir, difference));
+    }
+  }
   std::error_code error;
   std::filesystem::create_directories(dir, error);
   if (error) throw InputError(dir + ": cannot create run folder: " + error.message());

@@ -28,8 +28,13 @@ struct RoutingOutput {
 /// logits b = 0; `iterations` times: c = softmax_j(b), s_j = sum_i c_ij u_hat_j|i, v_j = squash(s_j),
 /// b_ij += u_hat_j|i . v_j (the last update is skipped: it would not be used). The logits are local
 /// to the call, never parameters. Gradients flow through every iteration. Batched: no loop over
-/// capsules, only over iterations.
+/// capsules, only over iterations. On CPU one fused kernel per image with a hand-written backward
+/// pass (src/nn/dynamic_routing.cpp); float or double (other types are routed in float).
 RoutingOutput dynamic_routing(const torch::Tensor& predictions, int64_t iterations);
+
+/// The same routing written op by op in LibTorch, differentiated by autograd: the oracle the fused
+/// kernel is tested against, its micro-benchmark baseline, and the path for non-CPU tensors.
+RoutingOutput dynamic_routing_reference(const torch::Tensor& predictions, int64_t iterations);
 
 /// Convolutional capsules: a convolution with num_types * caps_dim channels, read as num_types
 /// capsule types of caps_dim dimensions at each output position, squashed.

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "distillery/config.h"
@@ -22,8 +23,18 @@ RunData load_run_data(const Config& config);
 
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like);
 
-/// run.dir/name, created, with the resolved config saved in it as config.yaml.
+/// run.dir/name, created, with the resolved config saved in it as config.yaml. When the folder
+/// already holds a checkpoint that run.resume would continue, its config.yaml must match `config`
+/// (train.epochs may grow: that extends a run); otherwise InputError names the first key that
+/// differs, so that two configs never mix in one run.
 std::string prepare_run_dir(const Config& config);
+
+/// The result.json of a finished run in run.dir/name, if there is one and it was made with this
+/// config; nothing if the folder holds no finished run. Experiments use it to resume a study
+/// without retraining what is done. InputError if the finished run was made with another config
+/// (names the key and both values). Keys that do not change results are not compared: run.*,
+/// train.threads, data.dir.
+std::optional<nlohmann::json> finished_run(const Config& config);
 
 struct RunOutcome {
   std::string run_dir;
