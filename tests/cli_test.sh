@@ -37,7 +37,13 @@ check "eval the checkpoint" 0 "$exe" eval --checkpoint "$work/runs/tiny/checkpoi
 contains "eval prints errors" "test errors:" "$work/out.txt"
 check "architecture mismatch on resume is bad input" 2 "$exe" train --config "$source/configs/mlp/quick.yaml" "${tiny[@]}" \
   --set name=tiny --set "model.hidden=[32]"
+contains "mismatch names the config key and both values" "model.hidden = \[64\], this run asks for \[32\]" "$work/out.txt"
+# Without the run's config.yaml the checkpoint itself catches the mismatch.
+mv "$work/runs/tiny/config.yaml" "$work/tiny-config.yaml"
+check "architecture mismatch without config.yaml is bad input" 2 "$exe" train --config "$source/configs/mlp/quick.yaml" \
+  "${tiny[@]}" --set name=tiny --set "model.hidden=[32]"
 contains "mismatch names the tensor and shapes" "in the checkpoint but" "$work/out.txt"
+mv "$work/tiny-config.yaml" "$work/runs/tiny/config.yaml"
 check "compare runs" 0 "$exe" compare "$work/runs/tiny"
 # A 28x28 binary PGM of a vertical bar (a "1").
 { printf 'P5\n28 28\n255\n'; for y in $(seq 0 27); do for x in $(seq 0 27); do

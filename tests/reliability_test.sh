@@ -95,7 +95,7 @@ cp "$work/runs/reference/checkpoint.pt" "$work/cut.pt" && truncate -s 20000 "$wo
 run_case "truncated checkpoint" 2 "cut.pt" "$exe" eval --checkpoint "$work/cut.pt"
 head -c 4096 /dev/urandom > "$work/noise.pt"
 run_case "random bytes as a checkpoint" 2 "noise.pt" "$exe" eval --checkpoint "$work/noise.pt"
-run_case "resume with a different architecture" 2 "shape" "${train[@]}" --set name=reference --set "model.hidden=[32]"
+run_case "resume with a different architecture" 2 "model.hidden" "${train[@]}" --set name=reference --set "model.hidden=[32]"
 printf 'train:\n  lr: [1, 2\n' > "$work/broken.yaml"
 run_case "malformed YAML config" 2 "broken.yaml" "$exe" train --config "$work/broken.yaml"
 run_case "config value of the wrong type" 2 "train.epochs" "${train[@]}" --set train.epochs=many

@@ -29,7 +29,8 @@ struct RoutingOutput {
 /// b_ij += u_hat_j|i . v_j (the last update is skipped: it would not be used). The logits are local
 /// to the call, never parameters. Gradients flow through every iteration. Batched: no loop over
 /// capsules, only over iterations. On CPU one fused kernel per image with a hand-written backward
-/// pass (src/nn/dynamic_routing.cpp); float or double (other types are routed in float).
+/// pass (src/nn/dynamic_routing.cpp); float or double (other types are routed in float); first
+/// derivatives only (its backward is not itself differentiable).
 RoutingOutput dynamic_routing(const torch::Tensor& predictions, int64_t iterations);
 
 /// The same routing written op by op in LibTorch, differentiated by autograd: the oracle the fused
