@@ -218,6 +218,7 @@ def cpp_distill(args, work, name, teacher, epochs, precision="fp32"):
     run_dir = os.path.join(work, "runs")
     command = [cli(args), "distill", "--teacher", teacher, "--student", STUDENT_CONFIG, "--set", f"train.epochs={epochs}",
                *SAME_OPTIMIZER_AS_PYTHON, "--set", f"train.precision={precision}",
+               "--set", "distill.hard_weight=0",  # soft targets only, as bench/python/distill_epoch.py (the config adds labels)
                "--set", f"run.dir={run_dir}", "--set", f"name={name}", "--set", "run.resume=false"]
     if args.limit:
         command += ["--set", f"data.train_limit={args.limit}"]
@@ -585,10 +586,12 @@ def write_markdown(path, report):
             lines += pair_table(f"Distillation, {pair['epochs']} epochs: distillery in bf16 mixed precision against Python in {py_precision}", pair,
                                 "The distillation above, with `--set train.precision=bf16` on the C++ side: the teacher's forward "
                                 "pass and the student's matrix products run in bfloat16 under LibTorch's CPU autocast (oneDNN's "
-                                "AVX512-BF16 kernels), weights, optimizer and losses in fp32, evaluation in fp32. Python: "
+                                "AVX512-BF16 kernels), weights, optimizer and losses in fp32, evaluation in fp32; under bf16 "
+                                f"distillery gives LibTorch's intra-op pool every core ({os.cpu_count()}; train.threads=0). Python: "
                                 f"bench/python/distill_epoch.py --precision {py_precision}"
-                                + (" (torch.autocast('cpu', bfloat16) around both forward passes)." if py_precision == "bf16" else
-                                   " (fp32, as a plain script is written)."))
+                                + (f" --threads {os.cpu_count()} (torch.autocast('cpu', bfloat16) around both forward passes, "
+                                   "the same threads: the front ends alone)." if py_precision == "bf16" else
+                                   " (fp32 and torch's default threads, as a plain script is written)."))
     if "capsnet" in figures:
         lines += pair_table("CapsNet training epoch", figures["capsnet"],
                             f"configs/capsnet/quick.yaml (Conv 128 9x9, 16 primary capsule types, 10 x 16D class capsules, 3 routing "
@@ -839,16 +842,18 @@ def main():
         figures[f"distill_e{epochs}"] = pair
         log(f"distillation {epochs} epoch(s) ratio {pair['ratio']:.2f}x")
 
-    # 2b'. distillation with bf16 mixed precision in distillery (train.precision=bf16), against
-    # plain fp32 Python (what the script as written does) and against Python with bf16 autocast
-    # (the same number format: the front ends alone).
+    # 2b'. distillation with bf16 mixed precision in distillery (train.precision=bf16, which by
+    # default gives LibTorch's pool every core), against plain fp32 Python as written (torch's
+    # default threads) and against Python with bf16 autocast and the same thread count (the same
+    # number format and threads: the front ends alone).
     if args.bf16_epochs > 0:
         epochs = args.bf16_epochs
         for py_precision in ("fp32", "bf16"):
             cpp, py = alternate(args.repeats,
                                 lambda r: cpp_distill(args, work, f"distill-bf16-py{py_precision}-cpp-{r}", teacher, epochs, "bf16"),
                                 lambda r: py_script(args, work, f"distill-bf16-py{py_precision}-py-{r}", "distill_epoch.py",
-                                                    ["--teacher", teacher, "--epochs", str(epochs), "--precision", py_precision]),
+                                                    ["--teacher", teacher, "--epochs", str(epochs), "--precision", py_precision]
+                                                    + (["--threads", str(os.cpu_count())] if py_precision == "bf16" else [])),
                                 f"distill bf16 vs Python {py_precision}")
             samples = cpp[0]["samples"]
             pair = {"epochs": epochs, "precision": {"cpp": "bf16", "python": py_precision}, "cpp": summarize(cpp),

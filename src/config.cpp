@@ -61,7 +61,7 @@ const std::vector<KeySpec>& schema() {
       {"train.seed", Kind::Int, "1", 0, 9.0e15, "", "seed of initialisation, shuffling, jitter and dropout"},
       {"train.checkpoint_every", Kind::Int, "0", 0, kInf, "", "also checkpoint every N steps (0: at each epoch end only)"},
       {"train.on_nonfinite", Kind::String, "stop", 0, 0, "stop|skip", "a NaN or Inf loss stops the run (keeping the last checkpoint) or skips its batch"},
-      {"train.threads", Kind::Int, "0", 0, 1024, "", "intra-op threads (0: LibTorch's default)"},
+      {"train.threads", Kind::Int, "0", 0, 1024, "", "intra-op threads (0: automatic: every core under bf16, else LibTorch's default)"},
       {"train.precision", Kind::String, "fp32", 0, 0, "fp32|bf16",
        "bf16: mixed precision, matrix products of the training step (student and teacher) in bfloat16, weights and losses in fp32"},
       {"distill.teachers", Kind::StringList, "[]", 0, 0, "", "teacher checkpoints or TorchScript files (several: an ensemble)"},

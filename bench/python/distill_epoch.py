@@ -22,8 +22,11 @@ parser.add_argument("--teacher", required=True)
 parser.add_argument("--temperature", type=float, default=20.0)
 parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: torch.autocast('cpu', bfloat16) around the teacher's and the student's forward passes")
+parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
 args = parser.parse_args()
 bf16 = args.precision == "bf16"
+if args.threads > 0:
+    torch.set_num_threads(args.threads)
 
 
 def load_teacher(path):

@@ -49,7 +49,8 @@ struct RunOutcome {
 /// `stop_requested`, when given, ends the run early with a checkpoint (see TrainOptions).
 RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requested = nullptr);
 
-/// Sets LibTorch's intra-op thread count from train.threads (0 keeps the default).
+/// Sets LibTorch's intra-op thread count from train.threads; 0 is automatic: every core when
+/// train.precision is bf16 (oneDNN's bf16 products run on that pool), LibTorch's default otherwise.
 void apply_thread_config(const Config& config);
 
 }  // namespace distillery::train
