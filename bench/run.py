@@ -268,7 +268,7 @@ def cpp_glom(args, work, name):
     """GLOM training steps (B = 8, 56 x 56 images) in C++: distillery_microbench's BM_GlomStep/56."""
     binary = os.path.join(ROOT, args.build, "bench", "distillery_microbench")
     out = os.path.join(work, f"{name}.json")
-    _, wall, rss = run_process([binary, "--benchmark_filter=BM_GlomStep/56/", "--benchmark_min_time=3",
+    _, wall, rss = run_process([binary, "--benchmark_filter=BM_GlomStep/56/", "--benchmark_min_time=15",  # about 60 steps, as Python
                                 f"--benchmark_out={out}", "--benchmark_out_format=json"], os.path.join(work, f"{name}.log"))
     with open(out) as f:
         b = json.load(f)["benchmarks"][0]
@@ -278,7 +278,7 @@ def cpp_glom(args, work, name):
 
 
 def py_glom(args, work, name):
-    command = [PYTHON, os.path.join("bench", "python", "glom_steps.py"), "--side", "56", "--batch", "8", "--steps", "30"]
+    command = [PYTHON, os.path.join("bench", "python", "glom_steps.py"), "--side", "56", "--batch", "8", "--steps", "60"]
     result = run_python(work, name, command)
     result.update(samples_per_second_with_epoch_end=result["samples_per_second"], test_errors=None)
     return result
