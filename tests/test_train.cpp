@@ -616,6 +616,9 @@ TEST(RunFolderTest, ResumingACheckpointNeedsTheSameConfig) {
   Config longer = config;  // more epochs extend the run
   longer.set("train.epochs", "20");
   EXPECT_NO_THROW(train::prepare_run_dir(longer));
+  Config shorter = longer;  // the folder's config now says 20 epochs
+  shorter.set("train.epochs", "5");
+  EXPECT_THROW(train::prepare_run_dir(shorter), InputError);
   Config other = config;
   other.set("model.hidden", "[100]");
   EXPECT_THROW(train::prepare_run_dir(other), InputError);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <string>
 #include <thread>
 
 #include "distillery/error.h"
@@ -82,9 +83,11 @@ std::string config_difference(const std::string& dir, const Config& config, bool
   }
   flatten(YAML::Load(config.to_yaml()), "", wanted);
   for (const auto& [key, value] : wanted) {
-    if (!affects_results(key) || (allow_more_epochs && key == "train.epochs")) continue;
+    if (!affects_results(key)) continue;
     const auto it = stored.find(key);
     const std::string before = it == stored.end() ? "(absent)" : it->second;
+    // More epochs extend a run; fewer would end it before the checkpoint's step.
+    if (allow_more_epochs && key == "train.epochs" && it != stored.end() && std::stoll(value) >= std::stoll(before)) continue;
     if (before != value) return fmt::format("it was made with {} = {}, this run asks for {}", key, before, value);
   }
   return "";
