@@ -445,6 +445,18 @@ TEST_F(AugmentTest, ShiftMatchesAPerPixelReference) {
   }
 }
 
+TEST_F(AugmentTest, ShiftIgnoresLayoutAndDtype) {
+  auto images = torch::rand({4, 3, 6, 5});
+  auto shifts = shifts_of({{1, -1}, {-2, 2}, {0, 1}, {2, 0}});
+  const auto expected = data::shift_images(images, shifts, 2);
+  // A non-contiguous view of the same values, and the same images in double and bf16.
+  auto strided = images.transpose(2, 3).contiguous().transpose(2, 3);
+  ASSERT_FALSE(strided.is_contiguous());
+  EXPECT_TRUE(torch::equal(data::shift_images(strided, shifts, 2), expected));
+  EXPECT_TRUE(torch::equal(data::shift_images(images.to(torch::kDouble), shifts, 2), expected.to(torch::kDouble)));
+  EXPECT_TRUE(torch::equal(data::shift_images(images.to(torch::kBFloat16), shifts, 2), expected.to(torch::kBFloat16)));
+}
+
 TEST_F(AugmentTest, ShiftChecksShapes) {
   EXPECT_THROW(data::shift_images(torch::zeros({2, 5, 5}), torch::zeros({2, 2}, torch::kInt64), 1), c10::Error);
   EXPECT_THROW(data::shift_images(torch::zeros({2, 1, 5, 5}), torch::zeros({3, 2}, torch::kInt64), 1), c10::Error);

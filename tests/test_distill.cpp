@@ -35,6 +35,7 @@
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/results_page.h"
+#include "distillery/train/autocast.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/run.h"
 #include "distillery/train/trainer.h"
@@ -238,6 +239,28 @@ class FixedTeacher : public distill::Teacher {
   torch::Tensor logits_;
   std::string name_;
 };
+
+TEST_F(TeacherTest, ModelTeacherUnderBf16AutocastMatchesAutocastAndKeepsItsFp32Weights) {
+  auto mlp = nn::MLP(nn::MLPOptions().hidden({64, 32}));
+  distill::ModelTeacher teacher(mlp.ptr(), "mlp");
+  const auto images = torch::rand({8, 1, 28, 28});
+  const auto fp32_weight = mlp->parameters().front().clone();
+  torch::Tensor expected, got, again;
+  {
+    train::CpuAutocast autocast("bf16");
+    torch::NoGradGuard no_grad;
+    expected = mlp->forward(images);  // autocast casting the fp32 weights itself
+    got = teacher.logits(images);     // the teacher's bf16 copies
+    again = teacher.logits(images);
+  }
+  EXPECT_EQ(got.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(torch::equal(got, expected));
+  EXPECT_TRUE(torch::equal(again, expected));
+  // Outside autocast the teacher is fp32 again, with its weights untouched.
+  for (const auto& p : mlp->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
+  EXPECT_TRUE(torch::equal(mlp->parameters().front(), fp32_weight));
+  EXPECT_TRUE(torch::equal(teacher.logits(images), mlp->forward(images)));
+}
 
 TEST_F(TeacherTest, ModelTeacherRunsInEvalModeWithoutGradient) {
   auto mlp = nn::MLP(nn::MLPOptions().hidden({64}).dropout_input(0.2).dropout_hidden(0.5));

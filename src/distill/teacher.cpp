@@ -1,5 +1,7 @@
 #include "distillery/distill/teacher.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <filesystem>
 #include <sstream>
 
@@ -20,9 +22,49 @@ ModelTeacher::ModelTeacher(std::shared_ptr<nn::ClassifierImpl> model, std::strin
   for (auto& p : model_->parameters()) p.set_requires_grad(false);
 }
 
+namespace {
+
+bool autocast_to_bf16() {
+  return at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16;
+}
+
+// Swaps the bf16 copies into their parameters for one forward pass and the fp32 values back
+// afterwards, also when the forward pass throws.
+class SwappedWeights {
+ public:
+  template <typename Copies>
+  explicit SwappedWeights(const Copies& copies) {
+    for (const auto& copy : copies) {
+      saved_.push_back({copy.parameter, copy.parameter.data()});
+      saved_.back().first.set_data(copy.bf16);
+    }
+  }
+  ~SwappedWeights() {
+    for (auto& [parameter, fp32] : saved_) parameter.set_data(fp32);
+  }
+  SwappedWeights(const SwappedWeights&) = delete;
+  SwappedWeights& operator=(const SwappedWeights&) = delete;
+
+ private:
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;
+};
+
+}  // namespace
+
 torch::Tensor ModelTeacher::logits(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   model_->eval();
+  if (!autocast_to_bf16()) return model_->forward(images);
+  if (bf16_weights_.empty()) {
+    // Exactly the layers autocast runs in bf16; others (normalisation) keep fp32 parameters.
+    for (const auto& module : model_->modules(/*include_self=*/false)) {
+      if (!module->as<torch::nn::Linear>() && !module->as<torch::nn::Conv2d>()) continue;
+      for (auto& parameter : module->parameters(/*recurse=*/false)) {
+        if (parameter.scalar_type() == at::kFloat) bf16_weights_.push_back({parameter, parameter.to(at::kBFloat16)});
+      }
+    }
+  }
+  SwappedWeights swapped(bf16_weights_);
   return model_->forward(images);
 }
 

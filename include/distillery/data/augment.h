@@ -1,5 +1,5 @@
 #pragma once
-// Batched augmentation: every operation works on a whole batch with tensor ops, never per image.
+// Batched augmentation: every operation takes a whole batch at once.
 #include <torch/torch.h>
 
 #include <cstdint>

@@ -28,13 +28,20 @@ class Teacher {
 class ModelTeacher : public Teacher {
  public:
   ModelTeacher(std::shared_ptr<nn::ClassifierImpl> model, std::string name);
+  /// Under bf16 autocast the forward pass runs on bf16 copies of the linear and convolution
+  /// weights, made once: autocast would otherwise cast the teacher's fp32 weights on every batch
+  /// (it caches casts only of weights that require gradients). The values are the same.
   torch::Tensor logits(const torch::Tensor& images) override;
   int64_t num_classes() const override { return model_->num_classes(); }
   std::string describe() const override { return name_; }
 
  private:
+  struct WeightCopy {
+    torch::Tensor parameter, bf16;
+  };
   std::shared_ptr<nn::ClassifierImpl> model_;
   std::string name_;
+  std::vector<WeightCopy> bf16_weights_;  // made on the first forward pass under bf16 autocast
 };
 
 /// A TorchScript module whose forward maps images [B, C, H, W] to logits [B, K].
