@@ -586,7 +586,8 @@ def write_markdown(path, report):
             lines += pair_table(f"Distillation, {pair['epochs']} epochs: distillery in bf16 mixed precision against Python in {py_precision}", pair,
                                 "The distillation above, with `--set train.precision=bf16` on the C++ side: the teacher's forward "
                                 "pass and the student's matrix products run in bfloat16 under LibTorch's CPU autocast (oneDNN's "
-                                "AVX512-BF16 kernels), weights, optimizer and losses in fp32, evaluation in fp32; under bf16 "
+                                "AVX512-BF16 kernels; the teacher on bf16 copies of its weights made once, where autocast would "
+                                "cast them on every batch), weights, optimizer and losses in fp32, evaluation in fp32; under bf16 "
                                 f"distillery gives LibTorch's intra-op pool every core ({os.cpu_count()}; train.threads=0). Python: "
                                 f"bench/python/distill_epoch.py --precision {py_precision}"
                                 + (f" --threads {os.cpu_count()} (torch.autocast('cpu', bfloat16) around both forward passes, "

@@ -35,7 +35,7 @@ def load_mnist(split):
 
 
 def random_shift(images, max_shift, generator):
-    """Batched jitter: pad, then gather each image's window (the same algorithm as distillery)."""
+    """Batched jitter: pad, then gather each image's window (tensor operations, as one writes it in PyTorch)."""
     if max_shift == 0:
         return images
     b, c, h, w = images.shape
