@@ -188,20 +188,22 @@ void BM_CapsNetStep(benchmark::State& state) {
 BENCHMARK(BM_CapsNetStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // GLOM consensus attention forward + backward on the quick GLOM's level shape: B = 32 scenes, a
-// 14 x 14 grid, D = 32, window radius 2; arg 0: the linear-cost windowed path, 1: the dense path.
+// 14 x 14 grid, D = 32, window radius 2; arg 0: the linear-cost windowed path (the fused kernel),
+// 1: the dense path, 2: the windowed path written op by op (consensus_attention_reference).
 void BM_ConsensusAttention(benchmark::State& state) {
   torch::manual_seed(0);
   auto x = torch::randn({32, 196, 32}).requires_grad_(true);
   const auto options = distillery::nn::ConsensusOptions().radius(2).beta(10.0).dense(state.range(0) == 1);
   for (auto _ : state) {
-    auto out = distillery::nn::consensus_attention(x, 14, 14, options);
+    auto out = state.range(0) == 2 ? distillery::nn::consensus_attention_reference(x, 14, 14, options)
+                                   : distillery::nn::consensus_attention(x, 14, 14, options);
     out.consensus.sum().backward();
     x.mutable_grad().zero_();
     benchmark::DoNotOptimize(out.consensus.data_ptr());
   }
   state.SetItemsProcessed(state.iterations() * 32);
 }
-BENCHMARK(BM_ConsensusAttention)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ConsensusAttention)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // One GLOM training step (forward, the full objective, backward) on B = 8 images of side arg
 // (4 x 4 patches: N = (side / 4)^2 locations) with the linear-cost windowed attention. bench/run.py

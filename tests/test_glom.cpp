@@ -64,6 +64,43 @@ TEST_F(Glom, LocalConsensusMatchesDenseMaskedReference) {
   EXPECT_TRUE(torch::allclose(matrix.weights, out.weights, 1e-10, 1e-12));
 }
 
+// The fused CPU kernel against the same computation written op by op and differentiated by
+// autograd: values, attention weights and gradients, for several radii, both dtypes, a dimension
+// that is not a multiple of the kernel's 8 partial sums, and a zero vector (clamped norm).
+TEST_F(Glom, FusedWindowedConsensusMatchesTheOpByOpReference) {
+  const int64_t h = 5, w = 6, n = h * w;
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    for (int64_t dim : {7, 16}) {
+      for (int64_t radius : {1, 2, 3}) {
+        SCOPED_TRACE(::testing::Message() << "dtype " << dtype << " dim " << dim << " radius " << radius);
+        auto x = torch::randn({3, n, dim}, dtype);
+        x[1][4].zero_();
+        const auto probe = torch::randn({3, n, dim}, dtype);
+        const auto options = ConsensusOptions().radius(radius).beta(6.0).return_weights(true);
+        auto fused_in = x.clone().requires_grad_(true), reference_in = x.clone().requires_grad_(true);
+        const auto fused = nn::windowed_consensus_fused(fused_in, h, w, radius, 6.0, true);
+        const auto reference = nn::consensus_attention_reference(reference_in, h, w, options);
+        (fused.consensus * probe).sum().backward();
+        (reference.consensus * probe).sum().backward();
+        const double tol = dtype == torch::kFloat64 ? 1e-10 : 1e-4;
+        EXPECT_TRUE(torch::allclose(fused.consensus, reference.consensus, tol, tol));
+        EXPECT_TRUE(torch::allclose(fused.weights, reference.weights, tol, tol));
+        EXPECT_TRUE(torch::allclose(fused_in.grad(), reference_in.grad(), tol, tol))
+            << (fused_in.grad() - reference_in.grad()).abs().max();
+      }
+    }
+  }
+  // consensus_attention takes the fused kernel on a CPU; other dtypes fall back to the reference.
+  const auto x = torch::randn({2, n, 8});
+  const auto options = ConsensusOptions().radius(2).beta(3.0);
+  EXPECT_TRUE(torch::allclose(nn::consensus_attention(x, h, w, options).consensus,
+                              nn::windowed_consensus_fused(x, h, w, 2, 3.0, false).consensus));
+  const auto half = nn::consensus_attention(x.to(torch::kBFloat16), h, w, options).consensus;
+  EXPECT_EQ(half.scalar_type(), torch::kBFloat16);
+  EXPECT_THROW(nn::windowed_consensus_fused(x.to(torch::kBFloat16), h, w, 2, 3.0, false), c10::Error);
+  EXPECT_THROW(nn::windowed_consensus_fused(x, h, w, 0, 3.0, false), c10::Error);
+}
+
 TEST_F(Glom, ConsensusMatchesHandComputedAverage) {
   // A 1 x 3 grid, radius 1: the middle location averages its two neighbours with weights
   // proportional to exp(beta * cos).
@@ -80,7 +117,7 @@ TEST_F(Glom, ConsensusMatchesHandComputedAverage) {
 }
 
 TEST_F(Glom, ConsensusGradientMatchesFiniteDifferences) {
-  for (int64_t radius : {1, -1}) {
+  for (int64_t radius : {1, 2, -1}) {
     auto x = torch::randn({2, 3 * 4, 3}, torch::kFloat64).requires_grad_(true);
     const auto probe = torch::randn({2, 12, 3}, torch::kFloat64);
     auto f = [&](const torch::Tensor& input) {

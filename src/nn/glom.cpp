@@ -28,7 +28,13 @@ torch::Tensor window_neighbours(int64_t height, int64_t width, int64_t radius) {
 ConsensusOutput consensus_attention(const torch::Tensor& x, int64_t height, int64_t width, const ConsensusOptions& options) {
   TORCH_CHECK(x.dim() == 3, "consensus_attention: x must be [B, N, D], got ", x.sizes());
   TORCH_CHECK(x.size(1) == height * width, "consensus_attention: N = ", x.size(1), " but the grid is ", height, " x ", width);
-  const int64_t batch = x.size(0), n = x.size(1), dim = x.size(2);
+  if (options.radius() >= 0 && !options.dense()) {
+    if (x.is_cpu() && (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble)) {
+      return windowed_consensus_fused(x, height, width, options.radius(), options.beta(), options.return_weights());
+    }
+    return consensus_attention_reference(x, height, width, options);
+  }
+  const int64_t batch = x.size(0), n = x.size(1);
   const double neg_inf = -std::numeric_limits<double>::infinity();
   const auto normed = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-8));
   ConsensusOutput out;
@@ -42,24 +48,33 @@ ConsensusOutput consensus_attention(const torch::Tensor& x, int64_t height, int6
     if (options.return_weights()) out.weights = weights;
     return out;
   }
-  if (options.dense()) {
-    // The same windowed weights through a masked N x N matrix: quadratic in N, but two matrix
-    // products (BLAS) instead of K elementwise passes; faster on small grids on a CPU.
-    const auto rows = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).div(width, "floor");
-    const auto cols = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).remainder(width);
-    const auto far = torch::maximum((rows.unsqueeze(1) - rows.unsqueeze(0)).abs(), (cols.unsqueeze(1) - cols.unsqueeze(0)).abs())
-                         .gt(options.radius())
-                         .logical_or(torch::eye(n, torch::TensorOptions().dtype(torch::kBool).device(x.device())));
-    auto logits = torch::matmul(normed, normed.transpose(1, 2)).mul(options.beta()).masked_fill(far, neg_inf);
-    const auto weights = logits.softmax(-1);
-    out.consensus = torch::matmul(weights, x);
-    if (options.return_weights()) {
-      const auto index = window_neighbours(height, width, options.radius()).to(x.device());
-      out.weights = weights.gather(2, index.clamp_min(0).unsqueeze(0).expand({batch, n, index.size(1)}))
-                        .masked_fill(index.lt(0).unsqueeze(0), 0.0);
-    }
-    return out;
+  // The same windowed weights through a masked N x N matrix: quadratic in N, but two matrix
+  // products (BLAS) instead of K elementwise passes; faster on small grids on a CPU.
+  const auto rows = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).div(width, "floor");
+  const auto cols = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).remainder(width);
+  const auto far = torch::maximum((rows.unsqueeze(1) - rows.unsqueeze(0)).abs(), (cols.unsqueeze(1) - cols.unsqueeze(0)).abs())
+                       .gt(options.radius())
+                       .logical_or(torch::eye(n, torch::TensorOptions().dtype(torch::kBool).device(x.device())));
+  auto logits = torch::matmul(normed, normed.transpose(1, 2)).mul(options.beta()).masked_fill(far, neg_inf);
+  const auto weights = logits.softmax(-1);
+  out.consensus = torch::matmul(weights, x);
+  if (options.return_weights()) {
+    const auto index = window_neighbours(height, width, options.radius()).to(x.device());
+    out.weights = weights.gather(2, index.clamp_min(0).unsqueeze(0).expand({batch, n, index.size(1)}))
+                      .masked_fill(index.lt(0).unsqueeze(0), 0.0);
   }
+  return out;
+}
+
+ConsensusOutput consensus_attention_reference(const torch::Tensor& x, int64_t height, int64_t width,
+                                              const ConsensusOptions& options) {
+  TORCH_CHECK(x.dim() == 3 && x.size(1) == height * width, "consensus_attention_reference: x must be [B, ",
+              height * width, ", D], got ", x.sizes());
+  TORCH_CHECK(options.radius() >= 1, "consensus_attention_reference: local windows only, got radius ", options.radius());
+  const int64_t batch = x.size(0), n = x.size(1), dim = x.size(2);
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  const auto normed = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-8));
+  ConsensusOutput out;
   // Local window, one shifted view per offset: nothing of size N x K x D is materialised (autograd
   // keeps views of one padded copy), so time and memory are O(N K D) and O(N (K + D)).
   const int64_t r = options.radius(), side = 2 * r + 1, k = side * side;

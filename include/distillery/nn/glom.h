@@ -47,6 +47,18 @@ struct ConsensusOutput {
 ConsensusOutput consensus_attention(const torch::Tensor& x, int64_t height, int64_t width,
                                     const ConsensusOptions& options);
 
+/// Local windows on a CPU (float or double) run one fused kernel per image with a hand-written
+/// backward pass (windowed_consensus_fused); other devices and dtypes run the same computation op
+/// by op (consensus_attention_reference). Both give a location without neighbours a zero consensus
+/// (the reference: NaN).
+ConsensusOutput windowed_consensus_fused(const torch::Tensor& x, int64_t height, int64_t width, int64_t radius,
+                                         double beta, bool return_weights);
+
+/// The local-window consensus written op by op (one shifted view of a padded grid per window
+/// offset, differentiated by autograd): the oracle of the fused kernel and its benchmark baseline.
+ConsensusOutput consensus_attention_reference(const torch::Tensor& x, int64_t height, int64_t width,
+                                              const ConsensusOptions& options);
+
 /// The neighbour index [N, K] (int64, self included at K / 2, -1 outside the grid) of a local
 /// window of radius r on a height x width grid.
 torch::Tensor window_neighbours(int64_t height, int64_t width, int64_t radius);
