@@ -152,6 +152,13 @@ TEST_F(Glom, ShapesOfEveryOutput) {
   EXPECT_EQ(out.reconstruction.sizes(), (std::vector<int64_t>{2, 16, 16}));
   EXPECT_EQ(out.location_logits.sizes(), (std::vector<int64_t>{2, 16, 10}));
   EXPECT_EQ(out.image_logits.sizes(), (std::vector<int64_t>{2, 10}));
+  // Image class scores: the locations' maximum by default, log-sum-exp as an option.
+  EXPECT_TRUE(torch::equal(out.image_logits, out.location_logits.amax(1)));
+  nn::Glom lse(nn::GlomOptions().image_size(16).patch_size(4).levels(2).dim(8).hidden(12).iterations(1)
+                   .radii({1, 1}).betas({2, 4}).pooling("lse"));
+  const auto lse_out = lse->forward(images);
+  EXPECT_TRUE(torch::allclose(lse_out.image_logits, lse_out.location_logits.logsumexp(1)));
+  EXPECT_THROW(nn::Glom(nn::GlomOptions().pooling("mean")), c10::Error);
   EXPECT_TRUE(torch::allclose(out.iterations[3], out.levels));
   const auto mix = model->mixing_weights();
   EXPECT_TRUE(torch::allclose(mix.sum(1), torch::ones({3})));

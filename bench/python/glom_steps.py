@@ -4,7 +4,7 @@ nn::Glom and nn::glom_loss (measured on the C++ side by distillery_microbench's 
 3x3 neighbourhood of the level below, top-down nets with sinusoidal positions, windowed consensus
 attention (radii 1, 2, 3; beta 5, 10, 20; the column itself excluded), layer norm after every
 update; loss: denoising of 25% hidden patches + 0.1 island regulariser + 0.1 InfoNCE + image-level
-multi-label BCE. A step is forward, loss and backward (no optimizer), as in BM_GlomStep.
+multi-label BCE on the locations' class scores max-pooled over the image. A step is forward, loss and backward (no optimizer), as in BM_GlomStep.
 Prints one JSON line: samples_per_second (images), seconds_per_step, locations, parameters."""
 import argparse
 import json
@@ -50,7 +50,7 @@ def window_valid(h, w, r):
 
 
 def consensus(x, h, w, radius, beta, valid):
-    """Windowed attention, one shifted view per offset (as distillery's linear-cost path)."""
+    """Windowed attention, one shifted view per offset (as distillery's consensus_attention_reference)."""
     b, n, d = x.shape
     side, k = 2 * radius + 1, (2 * radius + 1) ** 2
     normed = F.normalize(x, dim=-1, eps=1e-8)
@@ -125,7 +125,7 @@ class Glom(nn.Module):
             x = nxt
         logits = self.classify(x[-1])
         return (torch.stack(x, 2), torch.stack(bu, 2), torch.stack(td, 2), torch.stack(cons, 2), self.decode(x[0]),
-                logits.logsumexp(1))
+                logits.amax(1))  # max pooling over locations, distillery's default glom.pooling
 
 
 def glom_loss(model, images, labels, mask_fraction=0.25, island=0.1, contrast=0.1, samples=8, temperature=0.1):

@@ -68,7 +68,8 @@ nn::GlomOptions model_options(const Config& c, const Variant& variant) {
       .dense_attention(c.get_bool("glom.dense_attention"))
       .context(c.get_int("glom.context"))
       .bottom_up_window(c.get_int("glom.bottom_up_window"))
-      .truncate(c.get_int("glom.truncate"));
+      .truncate(c.get_int("glom.truncate"))
+      .pooling(c.get_string("glom.pooling"));
 }
 
 nn::GlomLossOptions loss_options(const Config& c) {

@@ -166,6 +166,7 @@ void GlomImpl::reset() {
               " entries for ", o.levels(), " levels");
   TORCH_CHECK(static_cast<int64_t>(o.betas().size()) == o.levels(), "Glom: betas has ", o.betas().size(),
               " entries for ", o.levels(), " levels");
+  TORCH_CHECK(o.pooling() == "max" || o.pooling() == "lse", "Glom: pooling must be max or lse, got '", o.pooling(), "'");
   for (auto r : o.radii()) TORCH_CHECK(r != 0, "Glom: a radius of 0 has no neighbours (use >= 1, or < 0 for global)");
   const int64_t p = o.patch_size() * o.patch_size(), d = o.dim(), pos = 4 * o.position_frequencies();
   const int64_t window = o.patch_size() + 2 * o.context(), neighbours = (2 * o.bottom_up_window() + 1) * (2 * o.bottom_up_window() + 1);
@@ -287,7 +288,7 @@ GlomOutput GlomImpl::forward(const torch::Tensor& images, const torch::Tensor& p
   }
   out.reconstruction = decode_->forward(x[0]);
   out.location_logits = classify_->forward(x[levels - 1]);
-  out.image_logits = out.location_logits.logsumexp(1);
+  out.image_logits = o.pooling() == "max" ? out.location_logits.amax(1) : out.location_logits.logsumexp(1);
   return out;
 }
 

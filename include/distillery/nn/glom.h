@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "distillery/nn/retina.h"
@@ -114,6 +115,11 @@ struct GlomOptions {
   /// Sinusoidal position features: 4 * position_frequencies numbers per location.
   TORCH_ARG(int64_t, position_frequencies) = 4;
   TORCH_ARG(int64_t, num_classes) = 10;
+  /// Image class scores from the locations' (multiple-instance learning): "max", or "lse"
+  /// (log-sum-exp). Max trains the most confident location of each class; log-sum-exp spreads the
+  /// gradient over all N locations, and on 56 x 56 scenes (N = 196, mostly background) the label
+  /// loss stayed at the class prior for 600 steps where max pooling left it within 300.
+  TORCH_ARG(std::string, pooling) = "max";
   /// Consensus through a masked N x N matrix (ConsensusOptions::dense) instead of the linear-cost
   /// window: same weights, faster on small grids on a CPU.
   TORCH_ARG(bool, dense_attention) = false;
@@ -133,7 +139,7 @@ struct GlomOutput {
   torch::Tensor consensus;       // [B, N, L, D] last iteration's consensus (input of the last update)
   torch::Tensor reconstruction;  // [B, N, P] patch pixels predicted from level 0
   torch::Tensor location_logits; // [B, N, C] class scores of every location's top level
-  torch::Tensor image_logits;    // [B, C] log-sum-exp of location_logits over locations (MIL)
+  torch::Tensor image_logits;    // [B, C] location_logits pooled over locations (max or log-sum-exp: MIL)
 };
 
 class GlomImpl : public torch::nn::Module {
