@@ -592,7 +592,7 @@ def write_markdown(path, report):
                                 f"distillery gives LibTorch's intra-op pool every core ({os.cpu_count()}; train.threads=0). Python: "
                                 f"bench/python/distill_epoch.py --precision {py_precision}"
                                 + (f" --threads {os.cpu_count()} (torch.autocast('cpu', bfloat16) around both forward passes, "
-                                   "the same threads: the front ends alone)." if py_precision == "bf16" else
+                                   "which casts the frozen teacher's weights again on every batch; the same threads)." if py_precision == "bf16" else
                                    " (fp32 and torch's default threads, as a plain script is written)."))
     if "capsnet" in figures:
         lines += pair_table("CapsNet training epoch", figures["capsnet"],

@@ -338,6 +338,28 @@ TEST_F(Glom, ScenesAreSeededAndMeetTheirLayout) {
   EXPECT_THROW(data::parse_scene_layout("stacked"), InputError);
 }
 
+TEST_F(Glom, LocationLabelLossPutsInkLocationsOnTheImagesClasses) {
+  torch::manual_seed(3);
+  nn::Glom model(nn::GlomOptions().image_size(16).patch_size(4).levels(2).dim(8).hidden(8).iterations(2)
+                     .radii({1, 2}).betas({2, 4}));
+  auto images = torch::zeros({2, 1, 16, 16});
+  images[0][0].slice(0, 0, 4).slice(1, 0, 4).fill_(1.0);  // ink in patch 0 of image 0
+  images[1][0].slice(0, 8, 12).slice(1, 4, 8).fill_(0.8);  // ink in patch 9 (row 2, column 1) of image 1
+  images[1][0][0][15] = 0.2;                              // faint: below the ink threshold of 0.3
+  auto labels = torch::zeros({2, 10});
+  labels[0][3] = 1;
+  labels[1][1] = 1;
+  labels[1][7] = 1;
+  const auto options = nn::GlomLossOptions().mask_fraction(0);
+  const auto loss = nn::glom_loss(model, images, labels, nn::GlomLossOptions(options).location_label(1.0));
+  const auto log_probs = model->forward(images).location_logits.log_softmax(-1);
+  const double expected = -(log_probs[0][0][3].item<double>() +
+                            torch::logsumexp(torch::stack({log_probs[1][9][1], log_probs[1][9][7]}), 0).item<double>()) / 2;
+  EXPECT_NEAR(loss.location_label.item<double>(), expected, 1e-5);
+  // Off by default, and then not part of the total.
+  EXPECT_EQ(nn::glom_loss(model, images, labels, options).location_label.item<double>(), 0.0);
+}
+
 TEST_F(Glom, MasksNeverReachTheLoss) {
   // The objective takes images and image-level labels only; scenes differing only in their masks
   // give the same loss under the same random state.

@@ -79,7 +79,8 @@ nn::GlomLossOptions loss_options(const Config& c) {
       .island(c.get_double("glom.island"))
       .contrast(c.get_double("glom.contrast"))
       .temperature(c.get_double("glom.temperature"))
-      .label(c.get_double("glom.label"));
+      .label(c.get_double("glom.label"))
+      .location_label(c.get_double("glom.location_label"));
 }
 
 // Training scenes carry no masks into training: only images and labels are kept.
@@ -148,13 +149,14 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
       json record = {{"seed", seed}, {"variant", variant.name()}, {"step", step}, {"loss", loss.total.item<double>()},
                      {"denoise", loss.denoise.item<double>()}, {"island", loss.island.item<double>()},
                      {"contrast", loss.contrast.item<double>()}, {"label", loss.label.item<double>()},
-                     {"seconds", seconds_since(start)}};
+                     {"location_label", loss.location_label.item<double>()}, {"seconds", seconds_since(start)}};
       metrics.write(record);
       if (seconds_since(last_log) > 20 || step == steps) {
-        spdlog::info("glom seed {} {}: step {}/{} loss {:.4f} (denoise {:.4f} island {:.4f} contrast {:.3f} label {:.4f}) {:.1f} steps/s",
+        spdlog::info("glom seed {} {}: step {}/{} loss {:.4f} (denoise {:.4f} island {:.4f} contrast {:.3f} label {:.4f} "
+                     "location label {:.4f}) {:.1f} steps/s",
                      seed, variant.name(), step, steps, record["loss"].get<double>(), record["denoise"].get<double>(),
                      record["island"].get<double>(), record["contrast"].get<double>(), record["label"].get<double>(),
-                     step / seconds_since(start));
+                     record["location_label"].get<double>(), step / seconds_since(start));
         last_log = Clock::now();
       }
     }

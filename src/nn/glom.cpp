@@ -346,8 +346,16 @@ GlomLoss glom_loss(Glom& model, const torch::Tensor& images, const torch::Tensor
     }
   }
   loss.label = F::binary_cross_entropy_with_logits(out.image_logits, labels.to(out.image_logits.dtype()));
+  loss.location_label = zero;
+  if (options.location_label() > 0) {
+    const auto ink = target.amax(-1).gt(options.ink()).to(out.location_logits.dtype());  // [B, N]
+    const auto log_probs = out.location_logits.log_softmax(-1);                             // [B, N, C]
+    const auto present = labels.to(log_probs.dtype()).unsqueeze(1).gt(0);                 // [B, 1, C]
+    const auto log_present = log_probs.masked_fill(present.logical_not(), -std::numeric_limits<double>::infinity()).logsumexp(-1);
+    loss.location_label = -(log_present * ink).sum() / ink.sum().clamp_min(1.0);
+  }
   loss.total = options.denoise() * loss.denoise + options.island() * loss.island + options.contrast() * loss.contrast +
-               options.label() * loss.label;
+               options.label() * loss.label + options.location_label() * loss.location_label;
   return loss;
 }
 

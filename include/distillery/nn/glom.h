@@ -196,11 +196,18 @@ struct GlomLossOptions {
   TORCH_ARG(double, temperature) = 0.1;
   /// Image-level labels: binary cross-entropy of the MIL logits against the multi-hot labels.
   TORCH_ARG(double, label) = 1.0;
+  /// Image-level labels at every ink location: -log of the probability (softmax over the
+  /// location's class scores) that the location belongs to one of the image's classes, averaged
+  /// over the patches whose largest pixel exceeds `ink`. Each location must commit to a digit that
+  /// is present, so the top-level embeddings of two digits' locations must differ. Ink comes from
+  /// the image's pixels, never from object masks.
+  TORCH_ARG(double, location_label) = 0.0;
+  TORCH_ARG(double, ink) = 0.3;
 };
 
 struct GlomLoss {
   torch::Tensor total;
-  torch::Tensor denoise, island, contrast, label;  // unweighted scalar terms
+  torch::Tensor denoise, island, contrast, label, location_label;  // unweighted scalar terms
 };
 
 /// images [B, 1, H, W], labels [B, C] multi-hot float. Hides random patches (torch's generator).
