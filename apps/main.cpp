@@ -152,8 +152,12 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
+  // Only `train` and `distill` poll the flag; every other command keeps the default handlers, so
+  // that Ctrl-C or a SIGTERM ends it (its files are written atomically) instead of being ignored.
+  if (train->parsed() || distill->parsed()) {
+    std::signal(SIGINT, request_stop);
+    std::signal(SIGTERM, request_stop);
+  }
   try {
     distillery::check_blas_speed();
     if (train->parsed()) {
