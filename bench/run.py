@@ -635,11 +635,16 @@ def write_markdown(path, report):
         lines.append("")
 
     lines += ["## What both sides do", "",
-              "Same model, initial learning rate, momentum, cosine schedule over the run, batch size, jitter algorithm "
-              "(pad, then two gathers), dropout and max-norm (torch.renorm after every step), on the same torch build "
+              "Same model, initial learning rate, momentum, cosine schedule over the run, batch size, jitter, dropout "
+              "and max-norm after every step, on the same torch build "
               "(Debian's libtorch 1.13 under both). At each epoch end both sides evaluate on the test set and write a "
               "checkpoint (model and optimizer state, to a temporary file then renamed): the CLI always does, the Python "
-              "scripts do by default (`--epoch-end`). Two rates per side: *training steps* times each step from taking "
+              "scripts do by default (`--epoch-end`). Where the sides compute the same result differently: jitter "
+              "(Python pads, then gathers twice; distillery copies rows in one pass), max-norm (Python: torch.renorm "
+              "then copy_; distillery reads the row norms once and rescales only the rows that are too long), a "
+              "teacher under bf16 autocast (Python: autocast casts its weights on every batch; distillery keeps bf16 "
+              "copies), dynamic routing and GLOM's windowed consensus (Python: op by op with autograd; distillery: "
+              "fused kernels with hand-written backward passes). Two rates per side: *training steps* times each step from taking "
               "the batch (index, jitter) to the end of the update and max-norm, as distillery's result.json "
               "`samples_per_second` does; *whole loop* is all samples over the whole loop's seconds, epoch ends included "
               "(C++: result.json `seconds`). The headline ratio uses the training-steps rates "
@@ -736,10 +741,12 @@ def analysis_lines(figures, blas_threads):
                        f"of the rows (25 shifts per image), so the cache alone bounds the distillation ratio at about "
                        f"{bound:.2f}x; the 2x target cannot come from the cache on this workload.")
     out.append(f"- LibTorch runs with {th.get('cpp', '?')} intra-op thread(s) in C++ and {th.get('python', '?')} in Python "
-               f"(its default on this machine) while OpenBLAS runs matrix products on its own {blas_threads} threads, so element-wise work (dropout masks, ReLU, jitter "
-               "gathers, renorm, the optimizer update) is single-threaded on both sides. For the same work the C++ front "
-               "end can only win what Python spends outside the kernels; a ratio such as 2x would need the C++ side to do "
-               "less work than the Python script, and the teacher cache, bounded above, is the only such saving here.")
+               f"(its default on this machine) while OpenBLAS runs matrix products on its own {blas_threads} threads, so element-wise work (dropout masks, ReLU, jitter, "
+               "max-norm, the optimizer update) is single-threaded on both sides. In fp32 the C++ side wins what Python "
+               "spends outside the kernels plus its cheaper jitter and max-norm; a ratio such as 2x would need it to do "
+               "much less arithmetic than the Python script, and the teacher cache, bounded above, saves little here. "
+               "In bf16 (the pairs above) the products run at bf16 speed on every core and the teacher's weights are "
+               "cast once, not per batch.")
     return out
 
 

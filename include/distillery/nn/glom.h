@@ -27,8 +27,8 @@ struct ConsensusOptions {
   /// Inverse temperature on cosine similarity.
   TORCH_ARG(double, beta) = 10.0;
   /// Local windows only: compute the same weights through a masked N x N similarity matrix (two
-  /// matrix products, O(N^2 D)): faster than the linear-cost path on small grids on a CPU, where
-  /// K elementwise passes cost more than BLAS. The results are equal up to rounding.
+  /// matrix products, O(N^2 D)). It beat the window written op by op on small grids; the fused CPU
+  /// kernel of the linear-cost path is faster again (docs/BENCH.md). Equal up to rounding.
   TORCH_ARG(bool, dense) = false;
   /// Also return the attention weights (tests, pictures).
   TORCH_ARG(bool, return_weights) = false;
@@ -121,7 +121,7 @@ struct GlomOptions {
   /// loss stayed at the class prior for 600 steps where max pooling left it within 300.
   TORCH_ARG(std::string, pooling) = "max";
   /// Consensus through a masked N x N matrix (ConsensusOptions::dense) instead of the linear-cost
-  /// window: same weights, faster on small grids on a CPU.
+  /// window: the same weights.
   TORCH_ARG(bool, dense_attention) = false;
   /// Backpropagate through the last k iterations only (0: all).
   TORCH_ARG(int64_t, truncate) = 0;
