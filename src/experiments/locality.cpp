@@ -274,7 +274,7 @@ json run_locality_study(const ExperimentOptions& options) {
 
   notes.push_back("The GLOM variant whose columns share no weights (each column its own nets, learning from the others only by "
                   "distilling towards the consensus), beside the weight-shared GLOM, is measured by `distillery experiment glom` "
-                  "(glom.train_unshared): see the rows 'GLOM without weight sharing' of the GLOM table.");
+                  "with glom.train_unshared=true, which adds rows 'GLOM without weight sharing' to the GLOM table.");
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   notes.push_back(fmt::format("Training time summed over the {} runs: {:.0f} s (wall seconds of each run's training loop, "
                               "evaluation excluded); {} of the runs were finished earlier and reused by this command, "
