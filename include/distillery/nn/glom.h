@@ -50,8 +50,8 @@ ConsensusOutput consensus_attention(const torch::Tensor& x, int64_t height, int6
 
 /// Local windows on a CPU (float or double) run one fused kernel per image with a hand-written
 /// backward pass (windowed_consensus_fused); other devices and dtypes run the same computation op
-/// by op (consensus_attention_reference). Both give a location without neighbours a zero consensus
-/// (the reference: NaN).
+/// by op (consensus_attention_reference). A location without neighbours (a 1 x 1 grid) gets a
+/// zero consensus from the fused kernel and NaN from the reference.
 ConsensusOutput windowed_consensus_fused(const torch::Tensor& x, int64_t height, int64_t width, int64_t radius,
                                          double beta, bool return_weights);
 
