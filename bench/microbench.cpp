@@ -6,10 +6,14 @@
 #include <torch/torch.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/CPUAllocator.h>
+
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "distillery/data/augment.h"
 #include "distillery/data/idx.h"
@@ -18,6 +22,7 @@
 #include "distillery/distill/codistill.h"
 #include "distillery/distill/teacher_cache.h"
 #include "distillery/nn/capsules.h"
+#include "distillery/nn/fused_dropout.h"
 #include "distillery/nn/glom.h"
 #include "distillery/nn/model_spec.h"
 
@@ -120,6 +125,24 @@ void BM_TeacherForward(benchmark::State& state) {
 }
 BENCHMARK(BM_TeacherForward)->Arg(100)->UseRealTime();
 
+// ReLU + dropout (p = 0.5) forward and backward on a hidden layer of the 1200-1200 teacher (B = 100):
+// arg 0: nn::fused_relu_dropout; 1: torch::dropout(torch::relu(x)), as the Python script does.
+void BM_ReluDropout(benchmark::State& state) {
+  torch::manual_seed(0);
+  const bool fused = state.range(0) == 0;
+  auto x = torch::randn({100, 1200}).requires_grad_(true);
+  auto upstream = torch::randn({100, 1200});
+  for (auto _ : state) {
+    auto y = fused ? distillery::nn::fused_relu_dropout(x, 0.5, /*training=*/true)
+                   : torch::dropout(torch::relu(x), 0.5, /*train=*/true);
+    y.backward(upstream);
+    x.mutable_grad() = torch::Tensor();
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * 100);
+}
+BENCHMARK(BM_ReluDropout)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // GEMM: torch::mm of two n x n fp32 matrices, 2 n^3 FLOP each: the machine's compute limit.
 void BM_Gemm(benchmark::State& state) {
   torch::NoGradGuard no_grad;
@@ -136,6 +159,27 @@ void BM_Gemm(benchmark::State& state) {
   state.counters["threads"] = torch::get_num_threads();
 }
 BENCHMARK(BM_Gemm)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same product in bfloat16 on every core: the limit of train.precision=bf16, whose matrix
+// products run in oneDNN's bf16 kernels on LibTorch's intra-op pool (all cores under bf16).
+void BM_GemmBf16(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  const int before = torch::get_num_threads();
+  torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  const int64_t n = state.range(0);
+  auto a = torch::randn({n, n}).to(torch::kBFloat16), b = torch::randn({n, n}).to(torch::kBFloat16);
+  auto c = torch::mm(a, b);  // warm-up
+  for (auto _ : state) {
+    c = torch::mm(a, b);
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  state.counters["FLOPS"] =
+      benchmark::Counter(2.0 * double(n) * double(n) * double(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["threads"] = torch::get_num_threads();
+  torch::set_num_threads(before);
+}
+BENCHMARK(BM_GemmBf16)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Memory bandwidth: copying n MiB of floats reads n and writes n MiB (the limit of the
 // element-wise passes: dropout, ReLU, jitter gathers, optimizer updates).
@@ -227,6 +271,78 @@ void BM_GlomStep(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * batch);
 }
 BENCHMARK(BM_GlomStep)->Arg(28)->Arg(56)->Arg(112)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Counts the bytes of CPU tensors alive while it is installed, and their peak: a measure of a
+// workload's memory that, unlike a process's peak RSS, is blind to the allocator's caching and to
+// the library's own footprint. It wraps the allocator it replaces. One instance lives for the whole
+// process, so that a tensor it allocated may outlive its installation.
+class PeakTensorBytes final : public c10::Allocator {
+ public:
+  static PeakTensorBytes& instance() {
+    static auto* counter = new PeakTensorBytes();  // never destroyed: deleters may run at exit
+    return *counter;
+  }
+  void install() {
+    if (c10::GetCPUAllocator() != this) inner_ = c10::GetCPUAllocator();
+    peak_.store(live_.load());
+    c10::SetCPUAllocator(this, kPriority);
+  }
+  void uninstall() { c10::SetCPUAllocator(inner_, kPriority); }
+  int64_t live() const { return live_.load(); }
+  int64_t peak() const { return peak_.load(); }
+
+  c10::DataPtr allocate(size_t bytes) const override {
+    auto* record = new Record{inner_->allocate(bytes), static_cast<int64_t>(bytes)};
+    const int64_t now = live_.fetch_add(record->bytes) + record->bytes;
+    int64_t seen = peak_.load();
+    while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
+    }
+    return {record->inner.get(), record, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+
+ private:
+  static constexpr uint8_t kPriority = 100;
+  struct Record {
+    c10::DataPtr inner;
+    int64_t bytes;
+  };
+  static void release(void* context) {
+    auto* record = static_cast<Record*>(context);
+    instance().live_.fetch_sub(record->bytes);
+    delete record;
+  }
+  c10::Allocator* inner_ = nullptr;
+  mutable std::atomic<int64_t> live_{0}, peak_{0};
+};
+
+// Peak tensor memory of one GLOM training step (the same step as BM_GlomStep) against the number of
+// locations N = (side / 4)^2: windowed consensus attention should make it grow linearly in N.
+void BM_GlomStepMemory(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t side = state.range(0), batch = 8;
+  distillery::nn::Glom model(distillery::nn::GlomOptions().image_size(side).patch_size(4).levels(3).dim(32).hidden(64)
+                                 .iterations(5).radii({1, 2, 3}).betas({5, 10, 20}).context(4).bottom_up_window(1));
+  auto images = torch::rand({batch, 1, side, side});
+  auto labels = torch::zeros({batch, 10});
+  labels.select(1, 3).fill_(1.0);
+  auto& counter = PeakTensorBytes::instance();
+  int64_t peak = 0;
+  for (auto _ : state) {
+    counter.install();
+    const int64_t before = counter.live();
+    {
+      auto loss = distillery::nn::glom_loss(model, images, labels, distillery::nn::GlomLossOptions());
+      loss.total.backward();
+      model->zero_grad();
+    }
+    counter.uninstall();
+    peak = std::max(peak, counter.peak() - before);
+  }
+  state.counters["locations"] = double((side / 4) * (side / 4));
+  state.counters["peak_tensor_mib"] = double(peak) / (1024.0 * 1024.0);
+}
+BENCHMARK(BM_GlomStepMemory)->Arg(28)->Arg(56)->Arg(112)->Arg(224)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The in-process co-distillation exchange of an 800-800 MLP peer: flatten its weights, and load
 // them into another peer's stale copy (what every exchange does per pair of peers).

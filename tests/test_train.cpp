@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,12 +15,14 @@
 #include "distillery/data/dataset.h"
 #include "distillery/error.h"
 #include "distillery/nn/convnet.h"
+#include "distillery/nn/fused_dropout.h"
 #include "distillery/nn/mlp.h"
 #include "distillery/nn/model_spec.h"
 #include "distillery/report/metrics.h"
 #include "distillery/train/autocast.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/evaluate.h"
+#include "distillery/train/fused_sgd.h"
 #include "distillery/train/run.h"
 #include "distillery/train/trainer.h"
 #include "test_support.h"
@@ -98,6 +101,56 @@ TEST_F(ModelTest, MlpDropoutOnlyWhileTraining) {
   EXPECT_TRUE(torch::equal(mlp->forward(x), mlp->forward(x)));
   mlp->train();
   EXPECT_FALSE(torch::equal(mlp->forward(x), mlp->forward(x)));
+}
+
+TEST_F(ModelTest, FusedDropoutKeepsTheRightFractionAndScalesIt) {
+  const auto x = torch::rand({200, 1000}, torch::kDouble) + 0.5;  // positive: ReLU changes nothing
+  for (double p : {0.2, 0.5}) {
+    const auto y = nn::fused_dropout(x, p, /*training=*/true);
+    const auto kept = y.ne(0);
+    // 200,000 draws: the kept fraction's standard deviation is about 0.001.
+    EXPECT_NEAR(kept.to(torch::kDouble).mean().item<double>(), 1.0 - p, 0.005) << "p = " << p;
+    EXPECT_TRUE(torch::allclose(y.masked_select(kept), x.masked_select(kept) / (1.0 - p)));
+    // Neighbouring elements (which share a hash) are independent: P(both kept) = (1 - p)^2.
+    const auto pairs = kept.reshape({-1, 2});
+    EXPECT_NEAR(pairs.all(1).to(torch::kDouble).mean().item<double>(), (1 - p) * (1 - p), 0.006) << "p = " << p;
+  }
+  EXPECT_TRUE(torch::equal(nn::fused_dropout(x, 0.5, /*training=*/false), x));
+  EXPECT_THROW(nn::fused_dropout(x, 1.0, true), c10::Error);
+}
+
+TEST_F(ModelTest, FusedDropoutRepeatsUnderTheSameSeed) {
+  const auto x = torch::randn({64, 300});
+  torch::manual_seed(7);
+  const auto a = nn::fused_relu_dropout(x, 0.5, true);
+  const auto a2 = nn::fused_relu_dropout(x, 0.5, true);
+  torch::manual_seed(7);
+  EXPECT_TRUE(torch::equal(a, nn::fused_relu_dropout(x, 0.5, true)));
+  EXPECT_FALSE(torch::equal(a, a2));  // each call draws a new seed
+}
+
+TEST_F(ModelTest, FusedReluDropoutMatchesReluThenDropoutInValueAndGradient) {
+  const auto x = torch::randn({50, 120}, torch::kDouble).requires_grad_(true);
+  const auto y = nn::fused_relu_dropout(x, 0.3, /*training=*/true);
+  const auto kept = y.ne(0).detach();
+  // The same mask applied by hand to relu(x) gives the same values and, through autograd, the
+  // same gradient: relu'(x) * mask / (1 - p).
+  const auto x2 = x.detach().clone().requires_grad_(true);
+  const auto y2 = torch::relu(x2) * kept.to(torch::kDouble) / 0.7;
+  EXPECT_TRUE(torch::allclose(y, y2));
+  const auto upstream = torch::randn_like(y);
+  (y * upstream).sum().backward();
+  (y2 * upstream).sum().backward();
+  EXPECT_TRUE(torch::allclose(x.grad(), x2.grad()));
+  // Not training: plain relu, and a NaN input stays NaN while training (the run can catch it).
+  EXPECT_TRUE(torch::equal(nn::fused_relu_dropout(x.detach(), 0.3, false), torch::relu(x.detach())));
+  const auto nan = torch::full({4, 4}, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_TRUE(nn::fused_relu_dropout(nan, 0.5, true).isnan().all().item<bool>());
+  // bf16 (the autocast path) gives values on the kept elements only.
+  const auto xb = torch::rand({32, 64}).add(0.5).to(torch::kBFloat16);
+  const auto yb = nn::fused_relu_dropout(xb, 0.5, true);
+  EXPECT_EQ(yb.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(yb.masked_select(yb.ne(0)), (xb * 2).masked_select(yb.ne(0))));
 }
 
 TEST_F(ModelTest, ConvNetShapes) {
@@ -351,6 +404,41 @@ TEST_F(TrainerTest, TrainOptionsFromConfig) {
   EXPECT_EQ(options.seed, 9u);
   EXPECT_FALSE(options.resume);
   EXPECT_EQ(options.schedule, "constant");
+}
+
+TEST_F(TrainerTest, FusedSgdFollowsTorchSgdAndSharesItsState) {
+  // Two copies of the same weights, one updated by torch::optim::SGD, one by train::FusedSGD, on the
+  // same gradients: with momentum, weight decay and either momentum rule, they stay together.
+  for (bool nesterov : {false, true}) {
+    const auto options = torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(nesterov ? 0.0 : 1e-3).nesterov(nesterov);
+    auto a = torch::randn({300, 70}, torch::kDouble).requires_grad_(true);
+    auto b = a.detach().clone().requires_grad_(true);
+    torch::optim::SGD reference({a}, options);
+    train::FusedSGD fused({b}, options);
+    for (int step = 0; step < 5; ++step) {
+      const auto target = torch::randn({300, 70}, torch::kDouble);
+      reference.zero_grad();
+      train::clear_gradients(fused);
+      EXPECT_FALSE(b.grad().defined());
+      (a - target).pow(2).sum().backward();
+      (b - target).pow(2).sum().backward();
+      reference.step();
+      fused.step();
+      ASSERT_TRUE(torch::allclose(a, b, /*rtol=*/1e-12, /*atol=*/1e-12)) << "nesterov " << nesterov << ", step " << step;
+    }
+    // The momentum buffers are SGD's own state: saved from one, loaded into the other.
+    std::stringstream stream;
+    torch::serialize::OutputArchive out;
+    fused.save(out);
+    out.save_to(stream);
+    torch::serialize::InputArchive in;
+    in.load_from(stream);
+    torch::optim::SGD loaded({b}, options);
+    loaded.load(in);
+    const auto& state = static_cast<torch::optim::SGDParamState&>(*loaded.state().begin()->second);
+    const auto& mine = static_cast<torch::optim::SGDParamState&>(*reference.state().begin()->second);
+    EXPECT_TRUE(torch::allclose(state.momentum_buffer(), mine.momentum_buffer(), 1e-12, 1e-12));
+  }
 }
 
 TEST_F(TrainerTest, ScoreLogitsCountsErrorsAndConfusion) {

@@ -7,6 +7,7 @@
 
 #include "distillery/distill/loss.h"
 #include "distillery/train/autocast.h"
+#include "distillery/train/fused_sgd.h"
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
 #include "distillery/train/run.h"
@@ -83,7 +84,7 @@ double Peer::step(int64_t step) {
   const double lr = train::scheduled_lr(train_options_, step, batches_.steps_per_epoch(), total_steps_);
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
   model_->train();
-  optimizer_->zero_grad();
+  train::clear_gradients(*optimizer_);
   const double alpha = step < options_.burn_in_steps ? 0.0 : options_.alpha;
   std::vector<torch::Tensor> peer_logits;
   torch::Tensor logits;

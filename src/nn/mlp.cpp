@@ -2,6 +2,8 @@
 
 #include <ATen/Dispatch.h>
 
+#include "distillery/nn/fused_dropout.h"
+
 namespace distillery::nn {
 
 namespace {
@@ -48,10 +50,9 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& images) {
   auto x = images.reshape({images.size(0), -1});
   TORCH_CHECK(x.size(1) == options_.in_features(), "MLP: expected ", options_.in_features(),
               " input features, got ", x.size(1), " from input of shape ", images.sizes());
-  x = torch::dropout(x, options_.dropout_input(), is_training());
+  x = fused_dropout(x, options_.dropout_input(), is_training());
   for (size_t i = 0; i + 1 < layers_.size(); ++i) {
-    x = torch::relu(layers_[i]->forward(x));
-    x = torch::dropout(x, options_.dropout_hidden(), is_training());
+    x = fused_relu_dropout(layers_[i]->forward(x), options_.dropout_hidden(), is_training());
   }
   return layers_.back()->forward(x);
 }

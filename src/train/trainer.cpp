@@ -13,6 +13,7 @@
 #include "distillery/report/metrics.h"
 #include "distillery/report/progress.h"
 #include "distillery/train/checkpoint.h"
+#include "distillery/train/fused_sgd.h"
 
 namespace distillery::train {
 
@@ -93,7 +94,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model
                                                 torch::optim::AdamOptions(options.lr).weight_decay(options.weight_decay));
   }
   if (options.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
+    return std::make_unique<FusedSGD>(
         model.parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum).weight_decay(options.weight_decay));
   }
   throw InputError("train.optimizer: unknown optimizer '" + options.optimizer + "' (known: sgd, adam)");
@@ -156,7 +157,7 @@ TrainResult fit_with_step_loss(nn::ClassifierImpl& model, const nn::ModelSpec& s
 
     const double lr = scheduled_lr(options, step, steps_per_epoch, total_steps);
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
-    optimizer->zero_grad();
+    clear_gradients(*optimizer);
     torch::Tensor loss;
     {
       CpuAutocast autocast(options.precision);
