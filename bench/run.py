@@ -79,7 +79,7 @@ def machine_description():
                 cpu = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
                 flags = line.split(":", 1)[1]
-    simd = [f for f in ("avx512f", "avx2", "fma", "avx") if f" {f} " in f" {flags} "]
+    simd = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "avx2", "fma", "avx") if f" {f} " in f" {flags} "]
     memory = "?"
     with open("/proc/meminfo") as f:
         for line in f:

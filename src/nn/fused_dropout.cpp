@@ -31,6 +31,35 @@ uint64_t draw_seed() {
 // Elements per parallel chunk: even, so that an element pair never straddles two chunks.
 constexpr int64_t kGrain = 1 << 15;
 
+// Elements [begin, end): branch-free (a random keep decision would be mispredicted half the time)
+// and on restrict pointers (the byte mask would otherwise alias every other pointer).
+template <typename scalar_t, bool kRelu>
+void dropout_forward(const scalar_t* __restrict in, scalar_t* __restrict out, uint8_t* __restrict mask, int64_t begin,
+                     int64_t end, uint64_t seed, uint64_t threshold, at::opmath_type<scalar_t> scale) {
+  using acc_t = at::opmath_type<scalar_t>;  // float for bf16, else scalar_t
+  for (int64_t i = begin; i < end; ++i) {
+    // Two elements share a hash: the low half decides element 2k, the high half 2k + 1.
+    const uint64_t bits = mix64(seed + static_cast<uint64_t>(i >> 1) * 0x9E3779B97F4A7C15ULL);
+    const uint64_t u = (bits >> ((i & 1) * 32)) & 0xFFFFFFFFULL;
+    const bool keep = u >= threshold;
+    const acc_t v = static_cast<acc_t>(in[i]);
+    // v < 0 ? 0 : v keeps a NaN, and multiplying (by 0 when dropped) propagates it, as
+    // torch::dropout(torch::relu(x)) does, so a diverging run is still caught.
+    const acc_t activated = kRelu ? (v < acc_t(0) ? acc_t(0) : v) : v;
+    out[i] = static_cast<scalar_t>(activated * (scale * static_cast<acc_t>(keep)));
+    mask[i] = static_cast<uint8_t>(keep & (!kRelu | !(v <= acc_t(0))));
+  }
+}
+
+template <typename scalar_t>
+void dropout_backward(const scalar_t* __restrict grad, const uint8_t* __restrict mask, scalar_t* __restrict grad_input,
+                      int64_t begin, int64_t end, at::opmath_type<scalar_t> scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for (int64_t i = begin; i < end; ++i) {
+    grad_input[i] = static_cast<scalar_t>(static_cast<acc_t>(grad[i]) * (scale * static_cast<acc_t>(mask[i])));
+  }
+}
+
 struct DropoutFunction : public torch::autograd::Function<DropoutFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, double p, bool relu) {
     const auto x = input.contiguous();
@@ -45,21 +74,10 @@ struct DropoutFunction : public torch::autograd::Function<DropoutFunction> {
       const scalar_t* in = x.data_ptr<scalar_t>();
       scalar_t* o = out.data_ptr<scalar_t>();
       uint8_t* m = mask.data_ptr<uint8_t>();
-      using acc_t = at::opmath_type<scalar_t>;  // float for bf16, else scalar_t
-      const auto kept_scale = static_cast<acc_t>(scale);
+      const auto kept_scale = static_cast<at::opmath_type<scalar_t>>(scale);
       at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          // Two elements share a hash: the low half decides element 2k, the high half 2k + 1.
-          const uint64_t bits = mix64(seed + static_cast<uint64_t>(i >> 1) * 0x9E3779B97F4A7C15ULL);
-          const uint64_t u = (i & 1) ? (bits >> 32) : (bits & 0xFFFFFFFFULL);
-          const bool keep = u >= threshold;
-          const acc_t v = static_cast<acc_t>(in[i]);
-          // v < 0 ? 0 : v keeps a NaN, and multiplying (by 0 when dropped) propagates it, as
-          // torch::dropout(torch::relu(x)) does, so a diverging run is still caught.
-          const acc_t activated = relu ? (v < acc_t(0) ? acc_t(0) : v) : v;
-          o[i] = static_cast<scalar_t>(activated * (keep ? kept_scale : acc_t(0)));
-          m[i] = static_cast<uint8_t>(keep && (!relu || !(v <= acc_t(0))));
-        }
+        if (relu) dropout_forward<scalar_t, true>(in, o, m, begin, end, seed, threshold, kept_scale);
+        else dropout_forward<scalar_t, false>(in, o, m, begin, end, seed, threshold, kept_scale);
       });
     });
     ctx->saved_data["mask"] = mask;
@@ -77,11 +95,8 @@ struct DropoutFunction : public torch::autograd::Function<DropoutFunction> {
       const scalar_t* g = grad.data_ptr<scalar_t>();
       const uint8_t* m = mask.data_ptr<uint8_t>();
       scalar_t* gi = grad_input.data_ptr<scalar_t>();
-      using acc_t = at::opmath_type<scalar_t>;
-      const auto kept_scale = static_cast<acc_t>(scale);
-      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) gi[i] = static_cast<scalar_t>(static_cast<acc_t>(g[i]) * (m[i] ? kept_scale : acc_t(0)));
-      });
+      const auto kept_scale = static_cast<at::opmath_type<scalar_t>>(scale);
+      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { dropout_backward<scalar_t>(g, m, gi, begin, end, kept_scale); });
     });
     return {grad_input, torch::Tensor(), torch::Tensor()};
   }

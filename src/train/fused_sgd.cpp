@@ -7,21 +7,54 @@ namespace distillery::train {
 
 namespace {
 
-// One parameter's update; `buf` is null on the first step with momentum (it becomes d_p, as
-// torch::optim::SGD's clone of d_p). Same operations, in the same order, as torch's update.
+// Elements [begin, end) of one parameter. The modes are template arguments and the pointers
+// restrict, so that the loop vectorises: the same operations, in the same order, as torch's
+// update (buf.mul_(momentum).add_(d, 1 - dampening); p.add_(d, -lr)).
+enum class Momentum { kNone, kFirst, kHeavyBall, kNesterov };
+
+template <typename scalar_t, Momentum kMomentum, bool kDecay>
+void update(scalar_t* __restrict p, const scalar_t* __restrict g, scalar_t* __restrict buf, int64_t begin, int64_t end,
+            scalar_t lr, scalar_t momentum, scalar_t dampening, scalar_t weight_decay) {
+  for (int64_t i = begin; i < end; ++i) {
+    scalar_t d = kDecay ? g[i] + p[i] * weight_decay : g[i];
+    if (kMomentum == Momentum::kFirst) {
+      buf[i] = d;  // torch clones d on the first step
+    } else if (kMomentum != Momentum::kNone) {
+      const scalar_t b = buf[i] * momentum + d * (1 - dampening);
+      buf[i] = b;
+      d = kMomentum == Momentum::kNesterov ? d + b * momentum : b;
+    }
+    p[i] = p[i] + d * -lr;
+  }
+}
+
+template <typename scalar_t, Momentum kMomentum>
+void update_range(bool decay, scalar_t* p, const scalar_t* g, scalar_t* buf, int64_t begin, int64_t end, scalar_t lr,
+                  scalar_t momentum, scalar_t dampening, scalar_t weight_decay) {
+  if (decay) update<scalar_t, kMomentum, true>(p, g, buf, begin, end, lr, momentum, dampening, weight_decay);
+  else update<scalar_t, kMomentum, false>(p, g, buf, begin, end, lr, momentum, dampening, weight_decay);
+}
+
 template <typename scalar_t>
-void update(scalar_t* p, const scalar_t* g, scalar_t* buf, bool first, int64_t n, scalar_t lr, scalar_t momentum,
-            scalar_t dampening, scalar_t weight_decay, bool nesterov) {
+void update_parameter(scalar_t* p, const scalar_t* g, scalar_t* buf, bool first, bool nesterov, int64_t n, scalar_t lr,
+                      scalar_t momentum, scalar_t dampening, scalar_t weight_decay) {
+  const bool decay = weight_decay != 0;
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      scalar_t d = g[i];
-      if (weight_decay != 0) d = d + p[i] * weight_decay;
-      if (buf) {
-        const scalar_t b = first ? d : buf[i] * momentum + d * (1 - dampening);
-        buf[i] = b;
-        d = nesterov ? d + b * momentum : b;
+    // A Nesterov first step: buf = d, then p -= lr * (d + momentum * d).
+    if (!buf) {
+      update_range<scalar_t, Momentum::kNone>(decay, p, g, buf, begin, end, lr, momentum, dampening, weight_decay);
+    } else if (first && nesterov) {
+      for (int64_t i = begin; i < end; ++i) {
+        const scalar_t d = decay ? g[i] + p[i] * weight_decay : g[i];
+        buf[i] = d;
+        p[i] = p[i] + (d + d * momentum) * -lr;
       }
-      p[i] = p[i] + d * -lr;
+    } else if (first) {
+      update_range<scalar_t, Momentum::kFirst>(decay, p, g, buf, begin, end, lr, momentum, dampening, weight_decay);
+    } else if (nesterov) {
+      update_range<scalar_t, Momentum::kNesterov>(decay, p, g, buf, begin, end, lr, momentum, dampening, weight_decay);
+    } else {
+      update_range<scalar_t, Momentum::kHeavyBall>(decay, p, g, buf, begin, end, lr, momentum, dampening, weight_decay);
     }
   });
 }
@@ -69,10 +102,10 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
         continue;
       }
       AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "fused_sgd", [&] {
-        update<scalar_t>(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), buf.defined() ? buf.data_ptr<scalar_t>() : nullptr,
-                         first, p.numel(), static_cast<scalar_t>(options.lr()), static_cast<scalar_t>(options.momentum()),
-                         static_cast<scalar_t>(options.dampening()), static_cast<scalar_t>(options.weight_decay()),
-                         options.nesterov());
+        update_parameter<scalar_t>(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
+                                   buf.defined() ? buf.data_ptr<scalar_t>() : nullptr, first, options.nesterov(), p.numel(),
+                                   static_cast<scalar_t>(options.lr()), static_cast<scalar_t>(options.momentum()),
+                                   static_cast<scalar_t>(options.dampening()), static_cast<scalar_t>(options.weight_decay()));
       });
     }
   }
