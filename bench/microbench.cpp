@@ -9,6 +9,8 @@
 #include <c10/core/CPUAllocator.h>
 
 #include <atomic>
+#include <mutex>
+#include <unordered_map>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -293,15 +295,22 @@ class PeakTensorBytes final : public c10::Allocator {
   int64_t live() const { return live_.load(); }
   int64_t peak() const { return peak_.load(); }
 
+  // The context is the data pointer itself, as LibTorch's raw_allocate users require; the inner
+  // allocation and its size wait in a table until release.
   c10::DataPtr allocate(size_t bytes) const override {
-    auto* record = new Record{inner_->allocate(bytes), static_cast<int64_t>(bytes)};
-    const int64_t now = live_.fetch_add(record->bytes) + record->bytes;
+    c10::DataPtr inner = inner_->allocate(bytes);
+    void* data = inner.get();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      records_.emplace(data, Record{std::move(inner), static_cast<int64_t>(bytes)});
+    }
+    const int64_t now = live_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
     int64_t seen = peak_.load();
     while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
     }
-    return {record->inner.get(), record, &release, c10::Device(c10::DeviceType::CPU)};
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
  private:
   static constexpr uint8_t kPriority = 100;
@@ -309,12 +318,21 @@ class PeakTensorBytes final : public c10::Allocator {
     c10::DataPtr inner;
     int64_t bytes;
   };
-  static void release(void* context) {
-    auto* record = static_cast<Record*>(context);
-    instance().live_.fetch_sub(record->bytes);
-    delete record;
-  }
+  static void release(void* data) {
+    auto& self = instance();
+    Record record;
+    {
+      std::lock_guard<std::mutex> lock(self.mutex_);
+      auto found = self.records_.find(data);
+      if (found == self.records_.end()) return;
+      record = std::move(found->second);
+      self.records_.erase(found);
+    }
+    self.live_.fetch_sub(record.bytes);
+  }  // the inner allocation is freed here, outside the lock
   c10::Allocator* inner_ = nullptr;
+  mutable std::mutex mutex_;
+  mutable std::unordered_map<void*, Record> records_;
   mutable std::atomic<int64_t> live_{0}, peak_{0};
 };
 
