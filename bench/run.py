@@ -647,6 +647,10 @@ def write_markdown(path, report):
         if "clean_library_and_cli_seconds" not in bt:
             lines.append("| clean build | not measured (`bench/run.py --clean-build`) |")
         lines.append("")
+        if bt.get("date"):
+            lines += [f"Measured apart from the pairs by `/usr/bin/python3 bench/run.py --build-times-only` on {bt['date']} "
+                      f"(load average before: {bt.get('load_before', ['?'])[0]}); a clean build compiles the precompiled "
+                      "header first, then every translation unit against it.", ""]
 
     lines += ["## What both sides do", "",
               "Same model, initial learning rate, momentum, cosine schedule over the run, batch size, jitter, dropout "
@@ -798,13 +802,22 @@ def main():
     parser.add_argument("--clean-build", action="store_true", help="also time a clean build of the library (minutes)")
     parser.add_argument("--incremental-build", action=argparse.BooleanOptionalAction, default=None,
                         help="time a one-file change (default on; off with --quick)")
+    parser.add_argument("--build-times-only", action="store_true",
+                        help="time a clean build and a one-file change, add them to the existing results file, re-render")
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rebuild rows and the page from the existing results file")
     args = parser.parse_args()
-    if args.render_only:
+    if args.render_only or args.build_times_only:
         json_path = args.json or os.path.join(ROOT, "docs", "results", "bench.json")
         with open(json_path) as f:
             report = json.load(f)
+        if args.build_times_only:
+            args.clean_build = args.incremental_build = True
+            work = args.work or os.path.join(ROOT, args.build, "bench-work")
+            os.makedirs(work, exist_ok=True)
+            report["figures"]["build_times"] = {**build_times(args, work), "machine": machine_description(),
+                                                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                                "load_before": load_average()}
         finish(report, json_path, args.md or os.path.join(ROOT, "docs", "BENCH.md"))
         return
     args.repeats = args.repeats or (1 if args.quick else 3)

@@ -40,10 +40,9 @@ void update_parameter(scalar_t* p, const scalar_t* g, scalar_t* buf, bool first,
                       scalar_t momentum, scalar_t dampening, scalar_t weight_decay) {
   const bool decay = weight_decay != 0;
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
-    // A Nesterov first step: buf = d, then p -= lr * (d + momentum * d).
     if (!buf) {
       update_range<scalar_t, Momentum::kNone>(decay, p, g, buf, begin, end, lr, momentum, dampening, weight_decay);
-    } else if (first && nesterov) {
+    } else if (first && nesterov) {  // buf = d, then p -= lr * (d + momentum * d)
       for (int64_t i = begin; i < end; ++i) {
         const scalar_t d = decay ? g[i] + p[i] * weight_decay : g[i];
         buf[i] = d;

@@ -1,7 +1,7 @@
 #pragma once
 // Dropout (Srivastava et al. 2014) as one pass over memory, optionally fused with the ReLU before
 // it. torch::dropout draws a float Bernoulli mask with one mt19937 call per element, then multiplies
-// twice; on the 1200-1200 MLP that took as long as a third of the step's matrix products. Here the
+// twice; on the 1200-1200 MLP that was a quarter of a training step in the Python reference. Here the
 // keep decisions come from a counter-based hash (splitmix64 of seed + element index; one 32-bit
 // uniform per element), the seed is drawn from LibTorch's default CPU generator (so torch::manual_seed
 // and a checkpoint's saved RNG state make runs repeat exactly), and backward keeps a byte mask.
