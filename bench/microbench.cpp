@@ -254,25 +254,33 @@ void BM_ConsensusAttention(benchmark::State& state) {
 BENCHMARK(BM_ConsensusAttention)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // One GLOM training step (forward, the full objective, backward) on B = 8 images of side arg
-// (4 x 4 patches: N = (side / 4)^2 locations) with the linear-cost windowed attention. bench/run.py
-// runs each size in its own process and reads the peak memory: it should grow linearly in N.
-void BM_GlomStep(benchmark::State& state) {
-  torch::manual_seed(0);
-  const int64_t side = state.range(0), batch = 8;
-  distillery::nn::Glom model(distillery::nn::GlomOptions().image_size(side).patch_size(4).levels(3).dim(32).hidden(64)
-                                 .iterations(5).radii({1, 2, 3}).betas({5, 10, 20}).context(4).bottom_up_window(1));
-  auto images = torch::rand({batch, 1, side, side});
-  auto labels = torch::zeros({batch, 10});
-  labels.select(1, 3).fill_(1.0);
-  for (auto _ : state) {
+// (4 x 4 patches: N = (side / 4)^2 locations) with the linear-cost windowed attention.
+struct GlomStepWorkload {
+  explicit GlomStepWorkload(int64_t side)
+      : model(distillery::nn::GlomOptions().image_size(side).patch_size(4).levels(3).dim(32).hidden(64).iterations(5)
+                  .radii({1, 2, 3}).betas({5, 10, 20}).context(4).bottom_up_window(1)),
+        images(torch::rand({kBatch, 1, side, side})),
+        labels(torch::zeros({kBatch, 10})) {
+    labels.select(1, 3).fill_(1.0);
+  }
+  void step() {
     auto loss = distillery::nn::glom_loss(model, images, labels, distillery::nn::GlomLossOptions());
     loss.total.backward();
     model->zero_grad();
-    benchmark::DoNotOptimize(loss.total.data_ptr());
   }
+  static constexpr int64_t kBatch = 8;
+  distillery::nn::Glom model;
+  torch::Tensor images, labels;
+};
+
+void BM_GlomStep(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t side = state.range(0);
+  GlomStepWorkload work(side);
+  for (auto _ : state) work.step();
   state.counters["locations"] = double((side / 4) * (side / 4));
-  state.counters["parameters"] = double(distillery::nn::count_parameters(*model));
-  state.SetItemsProcessed(state.iterations() * batch);
+  state.counters["parameters"] = double(distillery::nn::count_parameters(*work.model));
+  state.SetItemsProcessed(state.iterations() * GlomStepWorkload::kBatch);
 }
 BENCHMARK(BM_GlomStep)->Arg(28)->Arg(56)->Arg(112)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -340,22 +348,14 @@ class PeakTensorBytes final : public c10::Allocator {
 // locations N = (side / 4)^2: windowed consensus attention should make it grow linearly in N.
 void BM_GlomStepMemory(benchmark::State& state) {
   torch::manual_seed(0);
-  const int64_t side = state.range(0), batch = 8;
-  distillery::nn::Glom model(distillery::nn::GlomOptions().image_size(side).patch_size(4).levels(3).dim(32).hidden(64)
-                                 .iterations(5).radii({1, 2, 3}).betas({5, 10, 20}).context(4).bottom_up_window(1));
-  auto images = torch::rand({batch, 1, side, side});
-  auto labels = torch::zeros({batch, 10});
-  labels.select(1, 3).fill_(1.0);
+  const int64_t side = state.range(0);
+  GlomStepWorkload work(side);
   auto& counter = PeakTensorBytes::instance();
   int64_t peak = 0;
   for (auto _ : state) {
     counter.install();
     const int64_t before = counter.live();
-    {
-      auto loss = distillery::nn::glom_loss(model, images, labels, distillery::nn::GlomLossOptions());
-      loss.total.backward();
-      model->zero_grad();
-    }
+    work.step();
     counter.uninstall();
     peak = std::max(peak, counter.peak() - before);
   }
