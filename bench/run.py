@@ -381,10 +381,10 @@ def best_ratio(pair):
     return max(pair["cpp"][key]) / max(pair["python"][key])
 
 
-def add_flops(side, flops_per_sample, limit):
+def add_flops(side, flops_per_sample):
+    """Achieved FLOP/s of one side; its fraction of the GEMM limit is derived in finish()."""
     side["flops_per_sample"] = flops_per_sample
     side["flops"] = flops_per_sample * side["headline_samples_per_second"]
-    side["fraction_of_gemm"] = 100.0 * side["flops"] / limit
 
 
 # ----------------------------------------------------------------------------------------------
@@ -846,13 +846,7 @@ def main():
         figures["microbench"] = run_microbench(args, work)
         figures["glom_memory"] = glom_memory(args, work)
     figures["python_gemm_1024"] = python_gemm(1024)
-    gemm = [r["flops"] for k, r in figures.get("microbench", {}).get("results", {}).items()
-            if k.startswith("BM_Gemm/") and r.get("flops")]
-    bf16_gemm = figures.get("microbench", {}).get("results", {}).get("BM_GemmBf16/1024/real_time", {}).get("flops")
-    figures["gemm_limit_bf16_flops"] = bf16_gemm
-    figures["gemm_limit_flops"] = fp32_gemm_limit(figures)
-    log(f"GEMM limit {gflops(figures['gemm_limit_flops'])} GFLOP/s")
-    limit = figures["gemm_limit_flops"]
+    log(f"GEMM limit {gflops(fp32_gemm_limit(figures))} GFLOP/s")
 
     # 2a. MLP epoch; the first C++ run's checkpoint is the distillation teacher
     teacher_params = mlp_parameters([1200, 1200])
@@ -864,8 +858,8 @@ def main():
     assert cpp[0]["parameters"] == teacher_params and py[0]["parameters"] == teacher_params, "MLP parameter counts differ"
     mlp = {"cpp": summarize(cpp), "python": summarize(py), "parameters": {"model": teacher_params}}
     add_ratios(mlp)
-    add_flops(mlp["cpp"], 6.0 * teacher_params, limit)
-    add_flops(mlp["python"], 6.0 * teacher_params, limit)
+    add_flops(mlp["cpp"], 6.0 * teacher_params)
+    add_flops(mlp["python"], 6.0 * teacher_params)
     figures["mlp"] = mlp
     gemm_threads = figures.get("microbench", {}).get("results", {}).get("BM_Gemm/1024/real_time", {}).get("threads")
     figures["threads"] = {"cpp": int(gemm_threads) if gemm_threads else None, "python": py[0]["threads"]}
@@ -887,8 +881,8 @@ def main():
                 "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
                                  "python": int(statistics.median(r["teacher_rows"] for r in py))}}
         add_ratios(pair)
-        add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples, limit)
-        add_flops(pair["python"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["python"] / samples, limit)
+        add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples)
+        add_flops(pair["python"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["python"] / samples)
         figures[f"distill_e{epochs}"] = pair
         log(f"distillation {epochs} epoch(s) ratio {pair['ratio']:.2f}x")
 
@@ -912,9 +906,7 @@ def main():
                     "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
                                      "python": int(statistics.median(r["teacher_rows"] for r in py))}}
             add_ratios(pair)
-            if figures.get("gemm_limit_bf16_flops"):  # the student's and teacher's products, against the bf16 limit
-                add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples,
-                          figures["gemm_limit_bf16_flops"])
+            add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples)
             figures[f"bf16_vs_python_{py_precision}"] = pair
             log(f"distillation, C++ bf16 vs Python {py_precision}: {pair['ratio']:.2f}x")
 
@@ -983,13 +975,19 @@ def fp32_gemm_limit(figures):
 def finish(report, json_path, md_path):
     """Rows, analysis and notes from the figures; writes the results file and the page."""
     figures = report["figures"]
-    # Fractions against the best fp32 product measured (runs before this rule took the C++ figures only).
+    # Every side's fraction of the limit of its number format: the best fp32 product measured, or the
+    # bf16 product for the C++ side of the bf16 pairs.
     figures["gemm_limit_flops"] = fp32_gemm_limit(figures)
+    figures["gemm_limit_bf16_flops"] = (figures.get("microbench", {}).get("results", {})
+                                        .get("BM_GemmBf16/1024/real_time", {}).get("flops"))
     for key, pair in figures.items():
-        if isinstance(pair, dict) and not key.startswith("bf16_vs_python"):
-            for side in ("cpp", "python"):
-                if isinstance(pair.get(side), dict) and "flops" in pair[side]:
-                    pair[side]["fraction_of_gemm"] = 100.0 * pair[side]["flops"] / figures["gemm_limit_flops"]
+        for side in ("cpp", "python"):
+            if not (isinstance(pair, dict) and isinstance(pair.get(side), dict) and "flops" in pair[side]):
+                continue
+            bf16 = pair.get("precision", {}).get(side) == "bf16"
+            side_limit = figures["gemm_limit_bf16_flops"] if bf16 else figures["gemm_limit_flops"]
+            if side_limit:
+                pair[side]["fraction_of_gemm"] = 100.0 * pair[side]["flops"] / side_limit
     mlp, limit = figures["mlp"], figures["gemm_limit_flops"]
     for pair in [v for v in figures.values() if isinstance(v, dict) and isinstance(v.get("cpp"), dict) and isinstance(v.get("python"), dict)]:
         pair["ratio_best"] = best_ratio(pair)

@@ -7,7 +7,6 @@
 
 #include "distillery/distill/loss.h"
 #include "distillery/train/autocast.h"
-#include "distillery/train/fused_sgd.h"
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
 #include "distillery/train/run.h"

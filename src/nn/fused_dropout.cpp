@@ -28,7 +28,7 @@ uint64_t draw_seed() {
   return generator.get<at::CPUGeneratorImpl>()->random64();
 }
 
-// Elements per parallel chunk: even, so that an element pair never straddles two chunks.
+// Elements per parallel chunk (each element's hash depends on its index only, so chunks may split a pair).
 constexpr int64_t kGrain = 1 << 15;
 
 // Elements [begin, end): branch-free (a random keep decision would be mispredicted half the time)

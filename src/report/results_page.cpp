@@ -60,12 +60,8 @@ std::string render_results_markdown(const std::vector<nlohmann::json>& results) 
     page += fmt::format("\n## {} (profile {})\n\n", r.value("title", r.value("experiment", "?")), r.value("profile", "-"));
     const auto& machine = r.value("machine", nlohmann::json::object());
     // The vector extensions decide some results (bf16 products are fast only with AVX512-BF16).
-    std::string simd;
-    if (machine.contains("simd") && machine.at("simd").is_array() && !machine.at("simd").empty()) {
-      std::vector<std::string> flags;
-      for (const auto& flag : machine.at("simd")) flags.push_back(flag.is_string() ? flag.get<std::string>() : flag.dump());
-      simd = "; " + fmt::format("{}", fmt::join(flags, ", "));
-    }
+    const auto flags = machine.value("simd", std::vector<std::string>{});
+    const std::string simd = flags.empty() ? "" : fmt::format("; {}", fmt::join(flags, ", "));
     page += fmt::format("Command: `{}`  \nRevision {}, {} ({} cores{}), {}; {:.0f} s in all.\n\n", r.value("command", "?"),
                         r.value("git_revision", "?"), machine.value("cpu", "?"), machine.value("cores", 0), simd,
                         r.value("date", "?"), r.value("seconds", 0.0));

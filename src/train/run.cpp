@@ -135,7 +135,7 @@ void apply_thread_config(const Config& config) {
     if (threads == 0) threads = std::max<int64_t>(1, std::thread::hardware_concurrency());
 #if defined(__x86_64__)
     // Without AVX512-BF16 (or AMX, which comes with it) LibTorch 1.13 emulates bf16 products: 4
-    // GFLOP/s against OpenBLAS's 130 in fp32 on a 2-core AVX2 EPYC, so bf16 would be far slower.
+    // GFLOP/s against OpenBLAS's 115 in fp32 on a 2-core AVX2 EPYC, so bf16 would be far slower.
     if (!__builtin_cpu_supports("avx512bf16")) {
       spdlog::warn("train.precision=bf16: this CPU has no AVX512-BF16, so bf16 matrix products are emulated and much "
                    "slower than fp32; use train.precision=fp32 here");

@@ -100,6 +100,12 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model
   throw InputError("train.optimizer: unknown optimizer '" + options.optimizer + "' (known: sgd, adam)");
 }
 
+void clear_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+  }
+}
+
 TrainResult fit(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const data::Dataset& train_set,
                 const data::Dataset* eval_set, const Objective& objective, const TrainOptions& options,
                 const nlohmann::json& checkpoint_extra) {

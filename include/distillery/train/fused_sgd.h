@@ -18,8 +18,4 @@ class FusedSGD : public torch::optim::SGD {
   torch::Tensor step(LossClosure closure = nullptr) override;
 };
 
-/// Drops every parameter's gradient (instead of zeroing it in place, as Optimizer::zero_grad()
-/// does here): backward then hands each parameter its gradient without an extra add pass.
-void clear_gradients(torch::optim::Optimizer& optimizer);
-
 }  // namespace distillery::train

@@ -73,6 +73,13 @@ class BatchStream {
 /// SGD with momentum or Adam over the model's parameters, as the options say.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& model, const TrainOptions& options);
 
+/// Drops every parameter's gradient before a step (LibTorch 1.13's Optimizer::zero_grad() zeroes
+/// them in place): backward then hands each parameter its gradient without an extra add pass. As
+/// with PyTorch's set_to_none, a parameter that gets no gradient in a step is then not updated
+/// (momentum included); the GLOM and locality loops keep zero_grad() so that their measured runs
+/// stay as they were.
+void clear_gradients(torch::optim::Optimizer& optimizer);
+
 /// The loss of one batch given the model's logits on it.
 using Objective = std::function<torch::Tensor(const Batch& batch, const torch::Tensor& logits)>;
 
