@@ -115,6 +115,7 @@ const std::vector<KeySpec>& schema() {
       {"glom.single_fraction", Kind::Double, "0.3", 0, 1, "", "GLOM: fraction of training scenes with one digit"},
       {"glom.test_scenes", Kind::Int, "100", 1, 1e6, "", "GLOM: held-out two-digit scenes per layout (from MNIST test)"},
       {"glom.mnist_test", Kind::Int, "2000", 1, 10000, "", "GLOM: MNIST test digits for top-level accuracy"},
+      {"glom.settle_iterations", Kind::Int, "0", 0, 1000, "", "GLOM: iterations at test time for the per-iteration FG-ARI (0 or fewer than glom.iterations: the trained count)"},
       {"glom.threshold", Kind::Double, "0.9", -1, 1, "", "GLOM: cosine threshold of threshold islands"},
       {"glom.seeds", Kind::IntList, "[1, 2]", 0, 9.0e15, "", "GLOM: seeds (one model each)"},
       {"glom.train_ablation", Kind::Bool, "true", 0, 0, "", "GLOM: also train each seed with the attention term off"},

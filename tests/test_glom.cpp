@@ -3,9 +3,11 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <filesystem>
 #include <type_traits>
 
 #include "distillery/data/scenes.h"
+#include "distillery/experiments/glom.h"
 #include "distillery/nn/glom.h"
 #include "distillery/nn/islands.h"
 #include "test_support.h"
@@ -390,6 +392,40 @@ TEST_F(Glom, TrainingLowersTheLoss) {
   }
   const double end = nn::glom_loss(model, scenes.images, scenes.labels, options).total.item<double>();
   EXPECT_LT(end, 0.8 * start) << "start " << start << " end " << end;
+}
+
+// The whole study on a tiny model: the results file, the report, and test-time settling scored
+// beyond the trained iterations while the headline stays at the trained count.
+TEST_F(Glom, StudyExperimentWritesSettlingScores) {
+  DISTILLERY_REQUIRE_MNIST();
+  testing::TempDir tmp;
+  experiments::ExperimentOptions options;
+  options.profile = "quick";
+  options.configs_dir = std::string(DISTILLERY_SOURCE_DIR) + "/configs";
+  options.runs_dir = tmp.file("runs");
+  options.results_path = tmp.file("glom.json");
+  options.command = "distillery experiment glom --profile quick (tiny)";
+  options.overrides = {"glom.levels=2", "glom.radii=[1, 2]", "glom.dim=8", "glom.hidden=8", "glom.iterations=2",
+                       "glom.settle_iterations=4", "glom.steps=3", "glom.batch=4", "glom.train_scenes=32",
+                       "glom.test_scenes=4", "glom.mnist_test=20", "glom.train_ablation=false"};
+  const auto results = experiments::run_glom_study(options);
+  EXPECT_EQ(results.at("experiment"), "glom");
+  const auto& per_iteration = results.at("detail").at("touching").at("fg_ari_iteration_level");
+  ASSERT_EQ(per_iteration.size(), 5u);  // start, 2 trained iterations, 2 more of settling
+  bool settled = false;
+  for (const auto& row : results.at("rows")) {
+    if (row.at("id") == "fg_ari_settled_touching") {
+      settled = true;
+      EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), per_iteration[4][1].get<double>());
+    }
+    if (row.at("id") == "fg_ari_touching") {
+      EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), per_iteration[2][1].get<double>());
+    }
+  }
+  EXPECT_TRUE(settled);
+  EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
+  EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
+  EXPECT_TRUE(std::filesystem::exists(options.results_path));
 }
 
 }  // namespace
