@@ -1,5 +1,6 @@
 #include "distillery/system.h"
 
+#include <dlfcn.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -21,6 +22,16 @@ double measure_gemm_gflops() {
   for (int i = 0; i < repeats; ++i) torch::mm(a, b);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return repeats * 2.0 * 512 * 512 * 512 / seconds / 1e9;
+}
+
+void set_compute_threads(int threads) {
+  torch::set_num_threads(threads);
+  // Looked up at run time: LibTorch links OpenBLAS, which is not a build dependency of ours, and
+  // another BLAS simply lacks the symbol.
+  using SetThreads = void (*)(int);
+  if (auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas_threads(threads);
+  }
 }
 
 double check_blas_speed() {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -19,6 +21,7 @@
 #include "distillery/nn/mlp.h"
 #include "distillery/nn/model_spec.h"
 #include "distillery/report/metrics.h"
+#include "distillery/system.h"
 #include "distillery/train/autocast.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/evaluate.h"
@@ -387,6 +390,25 @@ TEST_F(TrainerTest, ScheduledLearningRates) {
   EXPECT_DOUBLE_EQ(train::scheduled_lr(options, 25, 10, 100), 0.05);
   options.schedule = "constant";
   EXPECT_DOUBLE_EQ(train::scheduled_lr(options, 77, 10, 100), 0.2);
+}
+
+// train.threads reaches OpenBLAS's pool too: torch::set_num_threads alone leaves one spinning
+// OpenBLAS worker per core.
+TEST_F(TrainerTest, ThreadConfigSetsTorchAndOpenBlasThreads) {
+  using GetThreads = int (*)();
+  const auto blas_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  const int torch_before = torch::get_num_threads(), blas_before = blas_threads ? blas_threads() : 0;
+  Config config;
+  config.set("train.threads=1");
+  train::apply_thread_config(config);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  if (blas_threads) {
+    EXPECT_EQ(blas_threads(), 1);
+  } else {
+    GTEST_LOG_(INFO) << "LibTorch's BLAS is not OpenBLAS: only torch's pool checked";
+  }
+  set_compute_threads(blas_threads ? blas_before : torch_before);
+  torch::set_num_threads(torch_before);
 }
 
 TEST_F(TrainerTest, TrainOptionsFromConfig) {

@@ -12,6 +12,11 @@ double measure_gemm_gflops();
 /// Warns loudly (stderr) when matrix products run at reference-BLAS speed; returns the GFLOP/s.
 double check_blas_speed();
 
+/// Runs LibTorch's intra-op pool and OpenBLAS's own pool on `threads` threads.
+/// torch::set_num_threads alone leaves OpenBLAS with a worker per core, and those workers spin
+/// (sched_yield) between products: two single-thread runs on 2 cores then fight over them.
+void set_compute_threads(int threads);
+
 /// CPU model, core count, LibTorch version and threads: recorded with every result.
 nlohmann::json machine_description();
 

@@ -15,6 +15,7 @@
 #include "distillery/nn/glom.h"
 #include "distillery/nn/islands.h"
 #include "distillery/nn/model_spec.h"
+#include "distillery/system.h"
 #include "distillery/report/html.h"
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
@@ -385,7 +386,7 @@ json run_glom_study(const ExperimentOptions& options) {
   if (!fs::exists(config_path)) throw InputError("experiment glom: config file not found: " + config_path);
   Config config = Config::load(config_path);
   for (const auto& o : options.overrides) config.set(o);
-  if (config.get_int("train.threads") > 0) torch::set_num_threads(static_cast<int>(config.get_int("train.threads")));
+  if (config.get_int("train.threads") > 0) set_compute_threads(static_cast<int>(config.get_int("train.threads")));
   const std::string root = options.runs_dir + "/glom-" + options.profile;
   if (options.fresh && fs::exists(root)) fs::remove_all(root);
   fs::create_directories(root);

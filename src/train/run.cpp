@@ -12,6 +12,7 @@
 #include "distillery/nn/capsules.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/run_report.h"
+#include "distillery/system.h"
 #include "distillery/train/misclassified.h"
 
 namespace distillery::train {
@@ -142,7 +143,7 @@ void apply_thread_config(const Config& config) {
     }
 #endif
   }
-  if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  if (threads > 0) set_compute_threads(static_cast<int>(threads));
 }
 
 RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requested) {
