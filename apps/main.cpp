@@ -2,8 +2,11 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <csignal>
+#include <cstring>
 #include <iostream>
 
 #include "distillery/config.h"
@@ -48,6 +51,17 @@ void print_eval(const distillery::train::EvalResult& eval) {
   std::cout << "per class errors:";
   for (int64_t c = 0; c < eval.confusion.size(0); ++c) std::cout << fmt::format(" {}:{}", c, eval.class_errors(c));
   std::cout << "\n";
+}
+
+// An argument as a shell would need it typed, so that a recorded command can be pasted back.
+std::string shell_quoted(const std::string& arg) {
+  const bool plain = !arg.empty() && std::all_of(arg.begin(), arg.end(), [](unsigned char c) {
+    return std::isalnum(c) || std::strchr("_./=:,@%+-", c) != nullptr;
+  });
+  if (plain) return arg;
+  std::string quoted = "'";
+  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
 }
 
 }  // namespace
@@ -185,7 +199,7 @@ int main(int argc, char** argv) {
       std::cout << "run folder: " << outcome.run_dir << "\n";
     } else if (experiment->parsed()) {
       if (!data_dir.empty()) experiment_options.data_dir = data_dir;
-      for (int i = 0; i < argc; ++i) experiment_options.command += (i ? " " : "") + std::string(argv[i]);
+      for (int i = 0; i < argc; ++i) experiment_options.command += (i ? " " : "") + shell_quoted(argv[i]);
       experiment_options.executable = "/proc/self/exe";
       if (experiment_name == "hinton2015") {
         distillery::experiments::run_hinton2015(experiment_options);

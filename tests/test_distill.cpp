@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "distillery/config.h"
@@ -794,6 +796,34 @@ TEST_F(ReportTest, ResultsMarkdownHasARowPerMeasurement) {
   write_bytes(dir.file("c.json"), "{ not json");
   EXPECT_THAT(input_error_message([&] { report::write_results_page(dir.path().string(), dir.file("R.md")); }),
               HasSubstr("c.json"));
+}
+
+// Co-distillation workers write the same run files at once: every write must land whole, none fail.
+TEST_F(ReportTest, SimultaneousAtomicWritesOfOneFileAllLandWhole) {
+  testing::TempDir dir;
+  const std::string path = dir.file("config.yaml");
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (char c = 'a'; c < 'a' + 8; ++c) {
+    writers.emplace_back([&, c] {
+      for (int i = 0; i < 50; ++i) {
+        try {
+          report::write_file_atomic(path, std::string(4096, c));
+        } catch (const std::exception&) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::ifstream in(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(text.size(), 4096u);
+  EXPECT_EQ(std::count(text.begin(), text.end(), text[0]), 4096);
+  int files = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path())) ++files;
+  EXPECT_EQ(files, 1);  // no temporary left behind
 }
 
 TEST_F(ReportTest, EscapeHtml) {

@@ -1,6 +1,11 @@
 #include "distillery/report/metrics.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <filesystem>
+
+#include <fmt/format.h>
 
 #include "distillery/error.h"
 
@@ -38,7 +43,10 @@ std::vector<nlohmann::json> read_metrics(const std::string& path) {
 void write_file_atomic(const std::string& path, const std::string& text) {
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
-  const std::string tmp = path + ".tmp";
+  // A temporary name of this process and call: co-distillation workers write the same run files,
+  // and with one shared name one worker's rename took the file from under another's.
+  static std::atomic<uint64_t> calls{0};
+  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), calls++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << text;
