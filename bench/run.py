@@ -573,9 +573,12 @@ def write_markdown(path, report):
             out.append(f"| teacher forward rows / samples | {pair['teacher_rows']['cpp']:,} / {pair['samples']:,} | "
                        f"{pair['teacher_rows']['python']:,} / {pair['samples']:,} |")
         if "flops_per_sample" in c:
-            out += [f"| model FLOP per training sample (estimate) | {c['flops_per_sample'] / 1e6:.2f} M | {p['flops_per_sample'] / 1e6:.2f} M |",
-                    f"| achieved GFLOP/s | {gflops(c['flops'])} | {gflops(p['flops'])} |",
-                    f"| fraction of the GEMM limit | {c['fraction_of_gemm']:.0f}% | {p['fraction_of_gemm']:.0f}% |"]
+            # Runs before session 7 measured the Python side of the bf16 pairs without FLOP counts.
+            def each(fmt_side):
+                return " | ".join(fmt_side(side) if "flops_per_sample" in side else "n/a" for side in (c, p))
+            out += [f"| model FLOP per training sample (estimate) | {each(lambda x: format(x['flops_per_sample'] / 1e6, '.2f') + ' M')} |",
+                    f"| achieved GFLOP/s | {each(lambda x: gflops(x['flops']))} |",
+                    f"| fraction of the GEMM limit | {each(lambda x: format(x['fraction_of_gemm'], '.0f') + '%')} |"]
         out += [f"| peak resident memory (max over runs) | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB |", ""]
         return out
 
@@ -907,6 +910,7 @@ def main():
                                      "python": int(statistics.median(r["teacher_rows"] for r in py))}}
             add_ratios(pair)
             add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples)
+            add_flops(pair["python"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["python"] / samples)
             figures[f"bf16_vs_python_{py_precision}"] = pair
             log(f"distillation, C++ bf16 vs Python {py_precision}: {pair['ratio']:.2f}x")
 
