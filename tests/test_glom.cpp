@@ -427,8 +427,8 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   // untrained model; overlapping digits share patches, which keeps it below 1 there.
   const auto& touching = results.at("detail").at("touching").at("baselines");
   const auto& overlapping = results.at("detail").at("overlapping").at("baselines");
-  EXPECT_GT(touching.at("patch_bound").get<double>(), 0.8);
-  EXPECT_LT(overlapping.at("patch_bound").get<double>(), touching.at("patch_bound").get<double>());
+  EXPECT_GT(touching.at("patch_reference").get<double>(), 0.8);
+  EXPECT_LT(overlapping.at("patch_reference").get<double>(), touching.at("patch_reference").get<double>());
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
   EXPECT_TRUE(std::filesystem::exists(options.results_path));

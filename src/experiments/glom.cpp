@@ -200,32 +200,16 @@ struct LayoutScores {
   std::vector<std::vector<double>> ablation_ari;   // [level], attention switched off at test time
 };
 
-// Runs a model for more iterations than it was trained with, for as long as it lives.
-class SettleFor {
- public:
-  SettleFor(nn::Glom& model, int64_t iterations) : model_(model), trained_(model->options_.iterations()) {
-    model_->options_.iterations(std::max(trained_, iterations));
-  }
-  ~SettleFor() { model_->options_.iterations(trained_); }
-  SettleFor(const SettleFor&) = delete;
-  SettleFor& operator=(const SettleFor&) = delete;
-
- private:
-  nn::Glom& model_;
-  int64_t trained_;
-};
-
 // Scores a model's islands on held-out scenes. Masks are used here only, after training. The
-// k-means FG-ARI is recorded for `settle` iterations when that exceeds the trained count (GLOM is
-// meant to settle); every other score is taken at the trained count.
+// k-means FG-ARI is recorded for `settle` (>= the trained count) iterations, as GLOM is meant to
+// settle; every other score is taken at the trained count.
 LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double threshold, int64_t settle) {
   torch::NoGradGuard no_grad;
   model->eval();
   const auto& o = model->options_;
   const int64_t levels = o.levels(), iterations = o.iterations(), grid = model->grid(), patch = o.patch_size();
-  const int64_t recorded = std::max(iterations, settle);
   LayoutScores s;
-  s.kmeans_ari.assign(recorded + 1, std::vector<std::vector<double>>(levels));
+  s.kmeans_ari.assign(settle + 1, std::vector<std::vector<double>>(levels));
   s.threshold_ari.assign(levels, {});
   s.island_count.assign(levels, {});
   s.within_between.assign(levels, {});
@@ -235,11 +219,9 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
     const int64_t len = std::min(chunk, scenes.size() - begin);
     const auto images = scenes.images.narrow(0, begin, len);
     model->set_attention(true);
-    torch::Tensor history;
-    {
-      SettleFor longer(model, recorded);
-      history = model->forward(images, {}, /*record=*/true).iterations;  // [recorded + 1, B, N, L, D]
-    }
+    model->options_.iterations(settle);
+    const auto history = model->forward(images, {}, /*record=*/true).iterations;  // [settle + 1, B, N, L, D]
+    model->options_.iterations(iterations);
     const auto final_levels = history[iterations];
     model->set_attention(false);
     const auto off = model->forward(images).levels;
@@ -250,7 +232,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
       const int64_t k = scenes.num_digits[begin + i].item<int64_t>();
       const auto ink = nn::ink_patches(image, patch, 0.3);
       const auto objects = nn::patch_objects(mask, patch);
-      for (int64_t t = 0; t <= recorded; ++t) {
+      for (int64_t t = 0; t <= settle; ++t) {
         for (int64_t l = 0; l < levels; ++l) {
           const auto emb = history[t][i].select(1, l);
           s.kmeans_ari[t][l].push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(emb, ink, grid, patch, k, 1, true)));
@@ -277,7 +259,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
 // mask. Overlapping digits share patches and a patch gets one label, so this is near the best a
 // patch-level segmentation can score.
 json score_baselines(const data::Scenes& scenes, int64_t patch) {
-  std::vector<double> components, bound;
+  std::vector<double> components, reference;
   std::map<double, std::vector<double>> by_weight;
   const int64_t grid = 56 / patch;
   for (int64_t i = 0; i < scenes.size(); ++i) {
@@ -287,7 +269,7 @@ json score_baselines(const data::Scenes& scenes, int64_t patch) {
     components.push_back(nn::foreground_ari(mask, nn::ink_components(image, 0.3)));
     const auto ink = nn::ink_patches(image, patch, 0.3);
     const auto majority = nn::patch_objects(mask, patch).masked_fill(ink.logical_not(), -1);
-    bound.push_back(nn::foreground_ari(mask, nn::patch_labels_to_pixels(majority, grid, patch)));
+    reference.push_back(nn::foreground_ari(mask, nn::patch_labels_to_pixels(majority, grid, patch)));
     for (double w : {0.5, 1.0, 2.0, 4.0, 8.0}) {
       by_weight[w].push_back(nn::foreground_ari(
           mask, nn::cluster_ink_patches(nn::pixel_position_features(image, patch, w), ink, grid, patch, k, 1, false)));
@@ -298,7 +280,7 @@ json score_baselines(const data::Scenes& scenes, int64_t patch) {
     if (mean_of(v) > best) best = mean_of(v), best_w = w;
   }
   return {{"ink_components", mean_of(components)}, {"kmeans_pixels_position", best}, {"kmeans_position_weight", best_w},
-          {"patch_bound", mean_of(bound)}};
+          {"patch_reference", mean_of(reference)}};
 }
 
 double mnist_accuracy(nn::Glom& model, const data::Scenes& digits, const torch::Tensor& labels) {
@@ -490,10 +472,10 @@ json run_glom_study(const ExperimentOptions& options) {
                                       fmt::format("  baseline: k-means on raw patch pixels + position (weight {}), {}",
                                                   baselines[layout]["kmeans_position_weight"].get<double>(), layout),
                                       nullptr, baselines[layout]["kmeans_pixels_position"], "ARI"));
-    rows.push_back(report::result_row("patch_bound_" + layout,
+    rows.push_back(report::result_row("patch_reference_" + layout,
                                       fmt::format("  reference: every ink patch labelled with its majority digit from the masks (one label "
                                                   "per {}x{} patch, perfectly chosen), {}", patch, patch, layout),
-                                      nullptr, baselines[layout]["patch_bound"], "ARI"));
+                                      nullptr, baselines[layout]["patch_reference"], "ARI"));
     if (settle > iterations) {
       const auto settled = over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[settle][top]); });
       rows.push_back(report::result_row("fg_ari_settled_" + layout,
