@@ -87,6 +87,7 @@ const std::vector<KeySpec>& schema() {
       {"glom.dim", Kind::Int, "48", 1, 4096, "", "GLOM: dimensions of each level's embedding"},
       {"glom.hidden", Kind::Int, "96", 1, 1e5, "", "GLOM: hidden units of the bottom-up and top-down nets"},
       {"glom.iterations", Kind::Int, "6", 0, 100, "", "GLOM: settling iterations"},
+      {"glom.train_iterations", Kind::IntList, "[]", 1, 100, "", "GLOM: [min, max]: each training step draws its iteration count from min..max ([]: always glom.iterations)"},
       {"glom.patch", Kind::Int, "4", 1, 56, "", "GLOM: patch side in pixels (56 must be a multiple)"},
       {"glom.radii", Kind::IntList, "[1, 2, 3]", -1, 56, "", "GLOM: consensus window radius per level (-1: global)"},
       {"glom.beta", Kind::Double, "5", 0, 1e4, "", "GLOM: consensus beta at level 0"},
@@ -337,6 +338,24 @@ std::vector<int64_t> Config::get_int_list(const std::string& key) const {
 }
 std::vector<std::string> Config::get_string_list(const std::string& key) const {
   return value(key).as<std::vector<std::string>>();
+}
+
+std::vector<Config::Difference> Config::differences(const Config& other) const {
+  std::vector<Difference> out;
+  for (const auto& spec : schema()) {
+    const std::string key = spec.key;
+    bool same = false;
+    switch (spec.kind) {
+      case Kind::Int: same = get_int(key) == other.get_int(key); break;
+      case Kind::Double: same = get_double(key) == other.get_double(key); break;
+      case Kind::Bool: same = get_bool(key) == other.get_bool(key); break;
+      case Kind::String: same = get_string(key) == other.get_string(key); break;
+      case Kind::IntList: same = get_int_list(key) == other.get_int_list(key); break;
+      case Kind::StringList: same = get_string_list(key) == other.get_string_list(key); break;
+    }
+    if (!same) out.push_back({key, show(value(key)), show(other.value(key))});
+  }
+  return out;
 }
 
 std::string Config::to_yaml() const {

@@ -117,6 +117,22 @@ TEST_F(ConfigTest, WrongTypesAreRejectedWithTheKey) {
   EXPECT_THAT(input_error_message([] { Config::parse("train:\n  epochs: abc\n", "t.yaml"); }), HasSubstr("abc"));
 }
 
+TEST_F(ConfigTest, DifferencesCompareValuesNotSpellings) {
+  const auto a = Config::parse("train:\n  lr: 0.003\nmodel:\n  hidden: [800, 800]\n", "a.yaml");
+  auto b = Config::parse("train:\n  lr: 3e-3\n", "b.yaml");
+  b.set("model.hidden=[800, 800]");
+  EXPECT_TRUE(a.differences(b).empty());  // 0.003 == 3e-3; an explicit value equal to the default is no difference
+  b.set("train.epochs=7");
+  b.set("model.hidden=[800]");
+  const auto d = a.differences(b);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].key, "model.hidden");  // schema order
+  EXPECT_EQ(d[0].ours, "[800, 800]");
+  EXPECT_EQ(d[0].theirs, "[800]");
+  EXPECT_EQ(d[1].key, "train.epochs");
+  EXPECT_EQ(d[1].theirs, "7");
+}
+
 TEST_F(ConfigTest, OutOfRangeValuesAreRejectedWithTheKey) {
   struct Case {
     const char* text;

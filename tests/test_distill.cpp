@@ -711,12 +711,7 @@ TEST_F(DistillRunTest, DistilledStudentLearnsMnistFromATrainedTeacher) {
 TEST_F(DistillRunTest, Hinton2015SmokeProfileRunsAndResumes) {
   DISTILLERY_REQUIRE_MNIST();
   TempDir dir;
-  experiments::ExperimentOptions options;
-  options.profile = "test";
-  options.configs_dir = std::string(DISTILLERY_SOURCE_DIR) + "/configs";
-  options.runs_dir = dir.file("runs");
-  options.results_path = dir.file("results/hinton2015.json");
-  options.command = "test";
+  auto options = experiment_options(dir, "hinton2015", "test");
   options.overrides = {"run.log_every_seconds=1000"};
 
   const auto start = std::chrono::steady_clock::now();

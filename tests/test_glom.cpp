@@ -1,4 +1,5 @@
 // GLOM (issue 10): consensus attention, the model's shapes, islands, FG-ARI, scenes, the loss.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -399,12 +400,7 @@ TEST_F(Glom, TrainingLowersTheLoss) {
 TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   DISTILLERY_REQUIRE_MNIST();
   testing::TempDir tmp;
-  experiments::ExperimentOptions options;
-  options.profile = "quick";
-  options.configs_dir = std::string(DISTILLERY_SOURCE_DIR) + "/configs";
-  options.runs_dir = tmp.file("runs");
-  options.results_path = tmp.file("glom.json");
-  options.command = "distillery experiment glom --profile quick (tiny)";
+  auto options = testing::experiment_options(tmp, "glom", "quick");
   options.overrides = {"glom.levels=2", "glom.radii=[1, 2]", "glom.dim=8", "glom.hidden=8", "glom.iterations=2",
                        "glom.settle_iterations=4", "glom.steps=3", "glom.batch=4", "glom.train_scenes=32",
                        "glom.test_scenes=4", "glom.mnist_test=20", "glom.train_ablation=false"};
@@ -432,6 +428,40 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
   EXPECT_TRUE(std::filesystem::exists(options.results_path));
+}
+
+// A folder of trained models is reused only by a run that would train the same models: scoring
+// keys may change, training keys may not (a 3-step model is never reported as a 4-step one).
+TEST_F(Glom, StudyReusesModelsOnlyForTheirTrainingConfig) {
+  DISTILLERY_REQUIRE_MNIST();
+  testing::TempDir tmp;
+  auto options = testing::experiment_options(tmp, "glom", "quick");
+  const std::vector<std::string> tiny = {"glom.levels=2", "glom.radii=[1, 2]", "glom.dim=8", "glom.hidden=8", "glom.iterations=2",
+                                         "glom.steps=3", "glom.batch=4", "glom.train_scenes=32", "glom.test_scenes=4",
+                                         "glom.mnist_test=20", "glom.train_ablation=false", "glom.train_iterations=[1, 3]"};
+  options.overrides = tiny;
+  experiments::run_glom_study(options);
+  const std::string model = options.runs_dir + "/glom-quick/model-seed1.pt";
+  ASSERT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.yaml"));
+  const auto trained_at = std::filesystem::last_write_time(model);
+
+  options.overrides = tiny;
+  options.overrides.push_back("glom.settle_iterations=4");  // scoring only: the model is loaded
+  const auto rescored = experiments::run_glom_study(options);
+  EXPECT_EQ(rescored.at("detail").at("touching").at("fg_ari_iteration_level").size(), 5u);
+  EXPECT_EQ(std::filesystem::last_write_time(model), trained_at);
+
+  options.overrides = tiny;
+  options.overrides.push_back("glom.steps=4");
+  const auto message = testing::input_error_message([&] { experiments::run_glom_study(options); });
+  EXPECT_THAT(message, ::testing::HasSubstr("model-seed1.pt was trained with glom.steps = 3, this run asks for 4"));
+  EXPECT_EQ(std::filesystem::last_write_time(model), trained_at);
+
+  options.overrides = tiny;
+  options.overrides.back() = "glom.train_iterations=[3, 1]";
+  options.fresh = true;
+  EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(options); }),
+              ::testing::HasSubstr("glom.train_iterations: expected [min, max] with min <= max, got [3, 1]"));
 }
 
 }  // namespace

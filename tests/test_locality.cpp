@@ -290,12 +290,7 @@ TEST_F(LocalityTest, SaccadeDistillationTeachesThePeripheryOnMnist) {
 TEST_F(LocalityTest, ExperimentWritesResultsPictureAndReport) {
   DISTILLERY_REQUIRE_MNIST();
   testing::TempDir tmp;
-  experiments::ExperimentOptions options;
-  options.profile = "test";
-  options.configs_dir = std::string(DISTILLERY_SOURCE_DIR) + "/configs";
-  options.runs_dir = tmp.file("runs");
-  options.results_path = tmp.file("locality.json");
-  options.command = "distillery experiment locality --profile test";
+  const auto options = testing::experiment_options(tmp, "locality", "test");
   const auto results = experiments::run_locality_study(options);
   EXPECT_EQ(results.at("experiment"), "locality");
   EXPECT_EQ(results.at("variants").size(), 10u);

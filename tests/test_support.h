@@ -12,6 +12,9 @@
 
 #include "distillery/data/dataset.h"
 #include "distillery/error.h"
+#ifdef DISTILLERY_SOURCE_DIR
+#include "distillery/experiments/hinton2015.h"  // ExperimentOptions
+#endif
 
 namespace distillery::testing {
 
@@ -80,6 +83,21 @@ inline bool mnist_available() {
                    << "/mnist (run `make setup`)";                                                   \
     }                                                                                                \
   } while (0)
+
+#ifdef DISTILLERY_SOURCE_DIR
+/// How a test runs a whole experiment: the repository's configs, run folders under dir/runs, the
+/// results file at dir/results/<experiment>.json (a folder the experiment must create).
+inline experiments::ExperimentOptions experiment_options(const TempDir& dir, const std::string& experiment,
+                                                         const std::string& profile) {
+  experiments::ExperimentOptions options;
+  options.profile = profile;
+  options.configs_dir = std::string(DISTILLERY_SOURCE_DIR) + "/configs";
+  options.runs_dir = dir.file("runs");
+  options.results_path = dir.file("results/" + experiment + ".json");
+  options.command = "distillery experiment " + experiment + " --profile " + profile + " (from a test)";
+  return options;
+}
+#endif
 
 }  // namespace distillery::testing
 

@@ -34,6 +34,14 @@ class Config {
   /// Whether the key was given (in the file or with set) rather than left at its default.
   bool is_set(const std::string& key) const { return values_.count(key) > 0; }
 
+  /// A key whose value (default included) differs between two configs, values shown as YAML.
+  struct Difference {
+    std::string key, ours, theirs;
+  };
+  /// Every schema key whose value here differs from `other`'s, in schema order. Numbers compare as
+  /// numbers: 0.003 and 3e-3 are the same value.
+  std::vector<Difference> differences(const Config& other) const;
+
   /// The full resolved config (defaults included) as nested YAML.
   std::string to_yaml() const;
   /// Every key in the schema with its type, default and meaning, for --help.

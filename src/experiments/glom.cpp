@@ -1,12 +1,14 @@
 #include "distillery/experiments/glom.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "distillery/config.h"
 #include "distillery/data/dataset.h"
@@ -73,6 +75,17 @@ nn::GlomOptions model_options(const Config& c, const Variant& variant) {
       .pooling(c.get_string("glom.pooling"));
 }
 
+// The range of training iteration counts, [glom.iterations, glom.iterations] unless
+// glom.train_iterations gives one.
+std::pair<int64_t, int64_t> training_iteration_range(const Config& c) {
+  const auto range = c.get_int_list("glom.train_iterations");
+  if (range.empty()) return {c.get_int("glom.iterations"), c.get_int("glom.iterations")};
+  if (range.size() != 2 || range[0] > range[1]) {
+    throw InputError(fmt::format("glom.train_iterations: expected [min, max] with min <= max, got [{}]", fmt::join(range, ", ")));
+  }
+  return {range[0], range[1]};
+}
+
 nn::GlomLossOptions loss_options(const Config& c) {
   return nn::GlomLossOptions()
       .mask_fraction(c.get_double("glom.mask_fraction"))
@@ -118,12 +131,39 @@ double recorded_train_seconds(const std::string& metrics_path, int64_t seed, con
   return seconds;
 }
 
+// Keys that change only how trained models are scored, not what is trained.
+bool shapes_training(const std::string& key) {
+  static const std::set<std::string> scoring = {"glom.seeds", "glom.test_scenes", "glom.mnist_test", "glom.settle_iterations",
+                                                "glom.threshold", "glom.train_ablation", "glom.train_unshared"};
+  return key.rfind("glom.", 0) == 0 && scoring.count(key) == 0;
+}
+
+// The config a model was trained with is kept beside it (model-seed1.pt: model-seed1.yaml), so that
+// a model trained for 1000 steps is never scored as one trained for 10000.
+std::string training_config_path(const std::string& model_path) {
+  return (fs::path(model_path).replace_extension(".yaml")).string();
+}
+
+void check_training_config(const std::string& model_path, const Config& c) {
+  const std::string recorded = training_config_path(model_path);
+  if (!fs::exists(recorded)) {
+    spdlog::warn("glom: {} has no {} beside it (an older run): its training config cannot be checked", model_path, recorded);
+    return;
+  }
+  for (const auto& d : Config::load(recorded).differences(c)) {
+    if (!shapes_training(d.key)) continue;
+    throw InputError(fmt::format("{} was trained with {} = {}, this run asks for {}; rerun with --fresh to retrain it, "
+                                 "or choose another --runs folder", model_path, d.key, d.ours, d.theirs));
+  }
+}
+
 // Trains one model (or loads its checkpoint); appends progress to metrics.
 nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const Variant& variant, const std::string& path,
                      bool fresh, report::MetricsWriter& metrics, double* train_seconds) {
   torch::manual_seed(seed);
   nn::Glom model(model_options(c, variant));
   if (!fresh && fs::exists(path)) {
+    check_training_config(path, c);
     torch::load(model, path);
     spdlog::info("glom: loaded {}", path);
     *train_seconds = recorded_train_seconds((fs::path(path).parent_path() / "metrics.jsonl").string(), seed, variant, c.get_int("glom.steps"));
@@ -133,6 +173,8 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
   const auto loss_opts = loss_options(c);
   torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(c.get_double("glom.lr")));
   const int64_t steps = c.get_int("glom.steps"), batch = c.get_int("glom.batch"), n = train.images.size(0);
+  const auto [fewest_iterations, most_iterations] = training_iteration_range(c);
+  const int64_t test_iterations = model->options_.iterations();
   auto last_log = Clock::now();
   model->train();
   for (int64_t step = 1; step <= steps; ++step) {
@@ -140,6 +182,11 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
     const double lr = c.get_double("glom.lr") * 0.5 * (1 + std::cos(M_PI * double(step - 1) / double(steps)));
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
     const auto index = torch::randint(n, {batch}, torch::kInt64);
+    // A varying count asks every iteration from fewest to most to hold the islands, not only the
+    // last one: a fixed point, so that settling longer at test time does not undo them.
+    if (most_iterations > fewest_iterations) {
+      model->options_.iterations(torch::randint(fewest_iterations, most_iterations + 1, {1}, torch::kInt64).item<int64_t>());
+    }
     opt.zero_grad();
     auto loss = nn::glom_loss(model, train.images.index_select(0, index), train.labels.index_select(0, index), loss_opts);
     if (!std::isfinite(loss.total.item<double>())) throw std::runtime_error(fmt::format("glom: non-finite loss at step {}", step));
@@ -163,7 +210,9 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
     }
   }
   *train_seconds = seconds_since(start);
+  model->options_.iterations(test_iterations);
   model->eval();
+  report::write_file_atomic(training_config_path(path), c.to_yaml());
   const std::string tmp = path + ".tmp";
   torch::save(model, tmp);
   fs::rename(tmp, path);

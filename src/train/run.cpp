@@ -58,38 +58,22 @@ bool affects_results(const std::string& key) {
   return key.rfind("run.", 0) != 0 && key != "train.threads" && key != "data.dir";
 }
 
-void flatten(const YAML::Node& node, const std::string& prefix, std::map<std::string, std::string>& out) {
-  if (node.IsMap()) {
-    for (const auto& entry : node) {
-      const auto key = entry.first.as<std::string>();
-      flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out);
-    }
-    return;
-  }
-  YAML::Emitter text;
-  text << YAML::Flow << node;
-  out[prefix] = text.c_str();
-}
-
 // Empty when the run folder's config.yaml matches `config` on every compared key; otherwise what
 // differs, for the error message.
 std::string config_difference(const std::string& dir, const Config& config, bool allow_more_epochs) {
   const std::string path = dir + "/config.yaml";
   if (!std::filesystem::exists(path)) return "";
-  std::map<std::string, std::string> stored, wanted;
+  Config stored;
   try {
-    flatten(YAML::Load(Config::load(path).to_yaml()), "", stored);
+    stored = Config::load(path);
   } catch (const std::exception& e) {
     return fmt::format("its config.yaml cannot be read ({})", e.what());
   }
-  flatten(YAML::Load(config.to_yaml()), "", wanted);
-  for (const auto& [key, value] : wanted) {
-    if (!affects_results(key)) continue;
-    const auto it = stored.find(key);
-    const std::string before = it == stored.end() ? "(absent)" : it->second;
+  for (const auto& d : stored.differences(config)) {
+    if (!affects_results(d.key)) continue;
     // More epochs extend a run; fewer would end it before the checkpoint's step.
-    if (allow_more_epochs && key == "train.epochs" && it != stored.end() && std::stoll(value) >= std::stoll(before)) continue;
-    if (before != value) return fmt::format("it was made with {} = {}, this run asks for {}", key, before, value);
+    if (allow_more_epochs && d.key == "train.epochs" && config.get_int(d.key) >= stored.get_int(d.key)) continue;
+    return fmt::format("it was made with {} = {}, this run asks for {}", d.key, d.ours, d.theirs);
   }
   return "";
 }
