@@ -23,6 +23,7 @@ parser.add_argument("--temperature", type=float, default=20.0)
 parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: torch.autocast('cpu', bfloat16) around the teacher's and the student's forward passes")
 parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+parser.add_argument("--seed", type=int, default=1, help="seed of the student's initialisation, shuffling and jitter")
 args = parser.parse_args()
 bf16 = args.precision == "bf16"
 if args.threads > 0:
@@ -42,7 +43,7 @@ def load_teacher(path):
     return teacher.eval()
 
 
-torch.manual_seed(1)
+torch.manual_seed(args.seed)
 x, y = load_mnist("train")
 if args.limit:
     x, y = x[:args.limit], y[:args.limit]
@@ -52,7 +53,7 @@ teacher_errors = test_errors(teacher, tx, ty)
 teacher.eval()  # test_errors leaves the model in training mode
 student = MLP([800, 800])
 optimizer = torch.optim.SGD(student.parameters(), lr=args.lr, momentum=0.9)
-generator = torch.Generator().manual_seed(1)
+generator = torch.Generator().manual_seed(args.seed)
 T = args.temperature
 steps_per_epoch = (len(y) + args.batch - 1) // args.batch
 total = steps_per_epoch * args.epochs
