@@ -397,13 +397,18 @@ TEST_F(Glom, TrainingLowersTheLoss) {
 
 // The whole study on a tiny model: the results file, the report, and test-time settling scored
 // beyond the trained iterations while the headline stays at the trained count.
+// The whole GLOM study on a model small enough to train in seconds (2 levels, 2 iterations, 3 steps).
+std::vector<std::string> tiny_study() {
+  return {"glom.levels=2", "glom.radii=[1, 2]", "glom.dim=8", "glom.hidden=8", "glom.iterations=2", "glom.steps=3",
+          "glom.batch=4", "glom.train_scenes=32", "glom.test_scenes=4", "glom.mnist_test=20", "glom.train_ablation=false"};
+}
+
 TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   DISTILLERY_REQUIRE_MNIST();
   testing::TempDir tmp;
   auto options = testing::experiment_options(tmp, "glom", "quick");
-  options.overrides = {"glom.levels=2", "glom.radii=[1, 2]", "glom.dim=8", "glom.hidden=8", "glom.iterations=2",
-                       "glom.settle_iterations=4", "glom.steps=3", "glom.batch=4", "glom.train_scenes=32",
-                       "glom.test_scenes=4", "glom.mnist_test=20", "glom.train_ablation=false"};
+  options.overrides = tiny_study();
+  options.overrides.push_back("glom.settle_iterations=4");
   const auto results = experiments::run_glom_study(options);
   EXPECT_EQ(results.at("experiment"), "glom");
   const auto& per_iteration = results.at("detail").at("touching").at("fg_ari_iteration_level");
@@ -436,9 +441,8 @@ TEST_F(Glom, StudyReusesModelsOnlyForTheirTrainingConfig) {
   DISTILLERY_REQUIRE_MNIST();
   testing::TempDir tmp;
   auto options = testing::experiment_options(tmp, "glom", "quick");
-  const std::vector<std::string> tiny = {"glom.levels=2", "glom.radii=[1, 2]", "glom.dim=8", "glom.hidden=8", "glom.iterations=2",
-                                         "glom.steps=3", "glom.batch=4", "glom.train_scenes=32", "glom.test_scenes=4",
-                                         "glom.mnist_test=20", "glom.train_ablation=false", "glom.train_iterations=[1, 3]"};
+  auto tiny = tiny_study();
+  tiny.push_back("glom.train_iterations=[1, 3]");
   options.overrides = tiny;
   experiments::run_glom_study(options);
   const std::string model = options.runs_dir + "/glom-quick/model-seed1.pt";
