@@ -111,6 +111,7 @@ const std::vector<KeySpec>& schema() {
       {"glom.temperature", Kind::Double, "0.1", 1e-4, 100, "", "GLOM: InfoNCE temperature"},
       {"glom.label", Kind::Double, "1", 0, 1e4, "", "GLOM: weight of the image-level multi-label loss (MIL)"},
       {"glom.location_label", Kind::Double, "0", 0, 1e4, "", "GLOM: weight of the loss that puts every ink location's class mass on the image's classes"},
+      {"glom.commitment", Kind::Double, "0", 0, 1e4, "", "GLOM: weight of the entropy of every ink location's class distribution over the image's classes (choose one digit)"},
       {"glom.pooling", Kind::String, "max", 0, 0, "max|lse", "GLOM: image class scores from the locations' scores: max, or log-sum-exp (learned nothing beyond the class prior in 600 steps)"},
       {"glom.train_scenes", Kind::Int, "8000", 1, 1e7, "", "GLOM: training scenes (from MNIST train)"},
       {"glom.single_fraction", Kind::Double, "0.3", 0, 1, "", "GLOM: fraction of training scenes with one digit"},

@@ -142,6 +142,27 @@ TEST_F(Glom, ConsensusGradientMatchesFiniteDifferences) {
   }
 }
 
+// Settling longer at test time and a random count per training step pass their count to the
+// forward pass; the model's own count, which the scores index by, never changes.
+TEST_F(Glom, ForwardRunsTheIterationCountItIsGiven) {
+  nn::Glom model(nn::GlomOptions().image_size(16).patch_size(4).levels(2).dim(8).hidden(8).iterations(2).radii({1, 1}).betas({2, 4}));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto images = torch::rand({2, 1, 16, 16});
+  const auto trained = model->forward(images, {}, /*record=*/true);
+  const auto settled = model->forward(images, {}, /*record=*/true, 5);
+  EXPECT_EQ(trained.iterations.size(0), 3);
+  EXPECT_EQ(settled.iterations.size(0), 6);
+  EXPECT_TRUE(torch::allclose(settled.iterations.narrow(0, 0, 3), trained.iterations));
+  EXPECT_TRUE(torch::allclose(settled.levels, settled.iterations[5]));
+  EXPECT_EQ(model->options_.iterations(), 2);
+  EXPECT_THROW(model->forward(images, {}, false, -1), c10::Error);
+  // The objective runs the count its options give: with none, no consensus, so no island term.
+  const auto labels = torch::zeros({2, 10});
+  EXPECT_EQ(nn::glom_loss(model, images, labels, nn::GlomLossOptions().iterations(0)).island.item<float>(), 0.0f);
+  EXPECT_GT(nn::glom_loss(model, images, labels, nn::GlomLossOptions()).island.item<float>(), 0.0f);
+}
+
 TEST_F(Glom, ShapesOfEveryOutput) {
   nn::Glom model(nn::GlomOptions().image_size(16).patch_size(4).levels(3).dim(8).hidden(12).iterations(3)
                      .radii({1, 1, -1}).betas({2, 4, 8}).learned_mixing(true).context(2).bottom_up_window(1));
@@ -361,6 +382,15 @@ TEST_F(Glom, LocationLabelLossPutsInkLocationsOnTheImagesClasses) {
   EXPECT_NEAR(loss.location_label.item<double>(), expected, 1e-5);
   // Off by default, and then not part of the total.
   EXPECT_EQ(nn::glom_loss(model, images, labels, options).location_label.item<double>(), 0.0);
+  // Commitment: the entropy over the image's classes at ink locations. Image 0 has one class (no
+  // choice: 0); image 1's ink patch chooses between classes 1 and 7.
+  const auto commitment = nn::glom_loss(model, images, labels, nn::GlomLossOptions(options).commitment(1.0)).commitment;
+  const auto pair = torch::stack({log_probs[1][9][1], log_probs[1][9][7]}).log_softmax(0);
+  EXPECT_NEAR(commitment.item<double>(), -(pair.exp() * pair).sum().item<double>() / 2, 1e-5);
+  EXPECT_EQ(nn::glom_loss(model, images, labels, options).commitment.item<double>(), 0.0);
+  // An image without classes adds nothing rather than NaN.
+  const auto no_classes = nn::glom_loss(model, images, torch::zeros({2, 10}), nn::GlomLossOptions(options).commitment(1.0));
+  EXPECT_TRUE(std::isfinite(no_classes.total.item<double>()));
 }
 
 TEST_F(Glom, MasksNeverReachTheLoss) {

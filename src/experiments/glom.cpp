@@ -94,7 +94,8 @@ nn::GlomLossOptions loss_options(const Config& c) {
       .contrast(c.get_double("glom.contrast"))
       .temperature(c.get_double("glom.temperature"))
       .label(c.get_double("glom.label"))
-      .location_label(c.get_double("glom.location_label"));
+      .location_label(c.get_double("glom.location_label"))
+      .commitment(c.get_double("glom.commitment"));
 }
 
 // Training scenes carry no masks into training: only images and labels are kept.
@@ -174,7 +175,6 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
   torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(c.get_double("glom.lr")));
   const int64_t steps = c.get_int("glom.steps"), batch = c.get_int("glom.batch"), n = train.images.size(0);
   const auto [fewest_iterations, most_iterations] = training_iteration_range(c);
-  const int64_t test_iterations = model->options_.iterations();
   auto last_log = Clock::now();
   model->train();
   for (int64_t step = 1; step <= steps; ++step) {
@@ -184,11 +184,12 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
     const auto index = torch::randint(n, {batch}, torch::kInt64);
     // A varying count asks every iteration from fewest to most to hold the islands, not only the
     // last one: a fixed point, so that settling longer at test time does not undo them.
+    auto step_loss = loss_opts;
     if (most_iterations > fewest_iterations) {
-      model->options_.iterations(torch::randint(fewest_iterations, most_iterations + 1, {1}, torch::kInt64).item<int64_t>());
+      step_loss.iterations(torch::randint(fewest_iterations, most_iterations + 1, {1}, torch::kInt64).item<int64_t>());
     }
     opt.zero_grad();
-    auto loss = nn::glom_loss(model, train.images.index_select(0, index), train.labels.index_select(0, index), loss_opts);
+    auto loss = nn::glom_loss(model, train.images.index_select(0, index), train.labels.index_select(0, index), step_loss);
     if (!std::isfinite(loss.total.item<double>())) throw std::runtime_error(fmt::format("glom: non-finite loss at step {}", step));
     loss.total.backward();
     torch::nn::utils::clip_grad_norm_(model->parameters(), 5.0);
@@ -197,7 +198,8 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
       json record = {{"seed", seed}, {"variant", variant.name()}, {"step", step}, {"loss", loss.total.item<double>()},
                      {"denoise", loss.denoise.item<double>()}, {"island", loss.island.item<double>()},
                      {"contrast", loss.contrast.item<double>()}, {"label", loss.label.item<double>()},
-                     {"location_label", loss.location_label.item<double>()}, {"seconds", seconds_since(start)}};
+                     {"location_label", loss.location_label.item<double>()}, {"commitment", loss.commitment.item<double>()},
+                     {"seconds", seconds_since(start)}};
       metrics.write(record);
       if (seconds_since(last_log) > 20 || step == steps) {
         spdlog::info("glom seed {} {}: step {}/{} loss {:.4f} (denoise {:.4f} island {:.4f} contrast {:.3f} label {:.4f} "
@@ -210,7 +212,6 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
     }
   }
   *train_seconds = seconds_since(start);
-  model->options_.iterations(test_iterations);
   model->eval();
   report::write_file_atomic(training_config_path(path), c.to_yaml());
   const std::string tmp = path + ".tmp";
@@ -268,9 +269,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
     const int64_t len = std::min(chunk, scenes.size() - begin);
     const auto images = scenes.images.narrow(0, begin, len);
     model->set_attention(true);
-    model->options_.iterations(settle);
-    const auto history = model->forward(images, {}, /*record=*/true).iterations;  // [settle + 1, B, N, L, D]
-    model->options_.iterations(iterations);
+    const auto history = model->forward(images, {}, /*record=*/true, settle).iterations;  // [settle + 1, B, N, L, D]
     const auto final_levels = history[iterations];
     model->set_attention(false);
     const auto off = model->forward(images).levels;

@@ -233,7 +233,8 @@ torch::Tensor GlomImpl::bottom_up_input(const torch::Tensor& below) const {
   return F::unfold(as_grid, F::UnfoldFuncOptions({2 * w + 1, 2 * w + 1}).padding({w, w})).transpose(1, 2);  // [B, N, D K]
 }
 
-GlomOutput GlomImpl::forward(const torch::Tensor& images, const torch::Tensor& patch_mask, bool record) {
+GlomOutput GlomImpl::forward(const torch::Tensor& images, const torch::Tensor& patch_mask, bool record,
+                             std::optional<int64_t> iteration_count) {
   const auto& o = options_;
   patches(images);  // shape check
   const int64_t batch = images.size(0), levels = o.levels(), g = grid(), n = g * g;
@@ -260,7 +261,8 @@ GlomOutput GlomImpl::forward(const torch::Tensor& images, const torch::Tensor& p
   std::vector<torch::Tensor> history;
   if (record) history.push_back(torch::stack(x, 2));
   std::vector<torch::Tensor> bu(levels), td(levels), cons(levels);
-  const int64_t iterations = o.iterations();
+  const int64_t iterations = iteration_count.value_or(o.iterations());
+  TORCH_CHECK(iterations >= 0, "Glom: iterations must be >= 0, got ", iterations);
   for (int64_t t = 0; t < iterations; ++t) {
     if (o.truncate() > 0 && t == iterations - o.truncate()) {
       for (auto& v : x) v = v.detach();
@@ -298,7 +300,7 @@ GlomLoss glom_loss(Glom& model, const torch::Tensor& images, const torch::Tensor
   const int64_t batch = images.size(0), n = model->grid() * model->grid();
   torch::Tensor patch_mask;
   if (options.mask_fraction() > 0) patch_mask = torch::rand({batch, n}, images.options()).lt(options.mask_fraction());
-  const auto out = model->forward(images, patch_mask);
+  const auto out = model->forward(images, patch_mask, /*record=*/false, options.iterations());
   const auto zero = torch::zeros({}, images.options());
   GlomLoss loss;
   // Denoising: the hidden patches' pixels (all patches if none are hidden).
@@ -347,15 +349,27 @@ GlomLoss glom_loss(Glom& model, const torch::Tensor& images, const torch::Tensor
   }
   loss.label = F::binary_cross_entropy_with_logits(out.image_logits, labels.to(out.image_logits.dtype()));
   loss.location_label = zero;
-  if (options.location_label() > 0) {
+  loss.commitment = zero;
+  if (options.location_label() > 0 || options.commitment() > 0) {
     const auto ink = target.amax(-1).gt(options.ink()).to(out.location_logits.dtype());  // [B, N]
+    const auto ink_count = ink.sum().clamp_min(1.0);
     const auto log_probs = out.location_logits.log_softmax(-1);                             // [B, N, C]
     const auto present = labels.to(log_probs.dtype()).unsqueeze(1).gt(0);                 // [B, 1, C]
-    const auto log_present = log_probs.masked_fill(present.logical_not(), -std::numeric_limits<double>::infinity()).logsumexp(-1);
-    loss.location_label = -(log_present * ink).sum() / ink.sum().clamp_min(1.0);
+    if (options.location_label() > 0) {
+      const auto log_present = log_probs.masked_fill(present.logical_not(), -std::numeric_limits<double>::infinity()).logsumexp(-1);
+      loss.location_label = -(log_present * ink).sum() / ink_count;
+    }
+    if (options.commitment() > 0) {
+      // A large finite fill rather than -inf: an image without classes then gives a finite,
+      // zero-weighted row instead of NaN.
+      const auto log_q = out.location_logits.masked_fill(present.logical_not(), -1e9).log_softmax(-1);
+      const auto entropy = -(log_q.exp() * log_q * present.to(log_q.dtype())).sum(-1);  // [B, N]
+      loss.commitment = (entropy * ink).sum() / ink_count;
+    }
   }
   loss.total = options.denoise() * loss.denoise + options.island() * loss.island + options.contrast() * loss.contrast +
-               options.label() * loss.label + options.location_label() * loss.location_label;
+               options.label() * loss.label + options.location_label() * loss.location_label +
+               options.commitment() * loss.commitment;
   return loss;
 }
 

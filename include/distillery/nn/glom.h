@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -149,7 +150,10 @@ class GlomImpl : public torch::nn::Module {
 
   /// images [B, 1, H, W] -> GlomOutput. patch_mask [B, N] bool (optional): patches whose pixels
   /// are hidden from the model (denoising). record: keep every iteration in `iterations`.
-  GlomOutput forward(const torch::Tensor& images, const torch::Tensor& patch_mask = {}, bool record = false);
+  /// iterations: how many updates to run; unset, the trained count options_.iterations() (settling
+  /// longer at test time, or a random count per training step, passes its own).
+  GlomOutput forward(const torch::Tensor& images, const torch::Tensor& patch_mask = {}, bool record = false,
+                     std::optional<int64_t> iterations = std::nullopt);
 
   /// Patches [B, N, P] of images [B, 1, H, W] (row-major grid).
   torch::Tensor patches(const torch::Tensor& images) const;
@@ -202,12 +206,18 @@ struct GlomLossOptions {
   /// is present, so the top-level embeddings of two digits' locations must differ. Ink comes from
   /// the image's pixels, never from object masks.
   TORCH_ARG(double, location_label) = 0.0;
+  /// Commitment: the entropy of each ink location's class distribution renormalised over the
+  /// image's classes. location_label is satisfied by a location that splits its mass between two
+  /// present digits; this term asks it to choose one, so that the two digits' locations part.
+  TORCH_ARG(double, commitment) = 0.0;
   TORCH_ARG(double, ink) = 0.3;
+  /// Iterations of the forward pass (unset: the model's own count).
+  TORCH_ARG(std::optional<int64_t>, iterations) = std::nullopt;
 };
 
 struct GlomLoss {
   torch::Tensor total;
-  torch::Tensor denoise, island, contrast, label, location_label;  // unweighted scalar terms
+  torch::Tensor denoise, island, contrast, label, location_label, commitment;  // unweighted scalar terms
 };
 
 /// images [B, 1, H, W], labels [B, C] multi-hot float. Hides random patches (torch's generator).
