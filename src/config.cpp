@@ -109,6 +109,8 @@ const std::vector<KeySpec>& schema() {
       {"glom.island", Kind::Double, "0.1", 0, 1e4, "", "GLOM: weight of the pull towards the detached consensus"},
       {"glom.contrast", Kind::Double, "0.1", 0, 1e4, "", "GLOM: weight of the contrastive push-apart (InfoNCE)"},
       {"glom.temperature", Kind::Double, "0.1", 1e-4, 100, "", "GLOM: InfoNCE temperature"},
+      {"glom.samples", Kind::Int, "8", 1, 4096, "", "GLOM: locations per image sampled for the InfoNCE term"},
+      {"glom.same_image_negatives", Kind::Bool, "false", 0, 0, "", "GLOM: InfoNCE negatives also from the same image's locations beyond the level's consensus radius"},
       {"glom.label", Kind::Double, "1", 0, 1e4, "", "GLOM: weight of the image-level multi-label loss (MIL)"},
       {"glom.location_label", Kind::Double, "0", 0, 1e4, "", "GLOM: weight of the loss that puts every ink location's class mass on the image's classes"},
       {"glom.commitment", Kind::Double, "0", 0, 1e4, "", "GLOM: weight of the entropy of every ink location's class distribution over the image's classes (choose one digit)"},

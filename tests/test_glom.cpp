@@ -392,6 +392,31 @@ TEST_F(Glom, LocationLabelLossPutsInkLocationsOnTheImagesClasses) {
   EXPECT_TRUE(std::isfinite(no_classes.total.item<double>()));
 }
 
+TEST_F(Glom, SameImageNegativesBeyondTheRadiusJoinTheContrast) {
+  auto contrast = [](const nn::GlomOptions& model_options, const torch::Tensor& images, bool same_image) {
+    torch::manual_seed(11);
+    nn::Glom model(model_options);
+    torch::manual_seed(12);  // the same sampled locations in every call
+    const auto options = nn::GlomLossOptions().mask_fraction(0).samples(16).same_image_negatives(same_image);
+    return nn::glom_loss(model, images, torch::zeros({images.size(0), 10}), options).contrast.item<double>();
+  };
+  const auto base = nn::GlomOptions().image_size(16).patch_size(4).levels(2).dim(8).hidden(8).iterations(2).betas({2, 4});
+  torch::manual_seed(4);
+  const auto images = torch::rand({2, 1, 16, 16});
+  // More negatives in the softmax's denominator: a strictly larger InfoNCE loss.
+  const auto local = nn::GlomOptions(base).radii({1, 1});
+  EXPECT_GT(contrast(local, images, true), contrast(local, images, false) + 1e-3);
+  // One image: no negatives without them (no term), a finite positive term with them.
+  const auto one = images.narrow(0, 0, 1);
+  EXPECT_EQ(contrast(local, one, false), 0.0);
+  EXPECT_GT(contrast(local, one, true), 0.0);
+  // A radius covering the whole 4 x 4 grid (or global attention) leaves no location beyond it.
+  for (int64_t radius : {3, -1}) {
+    const auto wide = nn::GlomOptions(base).radii({1, radius});
+    EXPECT_DOUBLE_EQ(contrast(wide, images, true), contrast(wide, images, false)) << radius;
+  }
+}
+
 TEST_F(Glom, MasksNeverReachTheLoss) {
   // The objective takes images and image-level labels only; scenes differing only in their masks
   // give the same loss under the same random state.

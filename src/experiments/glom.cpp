@@ -93,6 +93,8 @@ nn::GlomLossOptions loss_options(const Config& c) {
       .island(c.get_double("glom.island"))
       .contrast(c.get_double("glom.contrast"))
       .temperature(c.get_double("glom.temperature"))
+      .samples(c.get_int("glom.samples"))
+      .same_image_negatives(c.get_bool("glom.same_image_negatives"))
       .label(c.get_double("glom.label"))
       .location_label(c.get_double("glom.location_label"))
       .commitment(c.get_double("glom.commitment"));

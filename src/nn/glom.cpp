@@ -326,22 +326,28 @@ GlomLoss glom_loss(Glom& model, const torch::Tensor& images, const torch::Tensor
       loss.island = 0.5 * (loss.island + (1 - F::cosine_similarity(td, target_td, F::CosineSimilarityFuncOptions().dim(-1))).mean());
     }
     // InfoNCE per level >= 1: a location's embedding against the consensus at the same location
-    // (positive) and the consensus at sampled locations of the other images (negatives).
+    // (positive) and the consensus at sampled locations of the other images (negatives), and
+    // optionally at distant locations of its own image.
     const int64_t s = std::min(options.samples(), n);
-    if (batch > 1 && s > 0) {
+    if ((batch > 1 || options.same_image_negatives()) && s > 0) {
       const auto picks = torch::rand({batch, n}, images.options()).argsort(/*dim=*/int64_t{1}, /*descending=*/false).narrow(1, 0, s);  // [B, S]
       const auto owner = torch::arange(batch, torch::TensorOptions().device(images.device())).repeat_interleave(s);
       const auto same_image = owner.unsqueeze(0).eq(owner.unsqueeze(1)).logical_and(
           torch::eye(batch * s, torch::TensorOptions().dtype(torch::kBool).device(images.device())).logical_not());
+      const auto flat_picks = picks.reshape({batch * s});
+      const auto rows = flat_picks.div(model->grid(), "floor"), cols = flat_picks.remainder(model->grid());
+      const auto apart = torch::maximum((rows.unsqueeze(0) - rows.unsqueeze(1)).abs(), (cols.unsqueeze(0) - cols.unsqueeze(1)).abs());
       const auto gather_index = picks.unsqueeze(-1).expand({batch, s, dim});
       torch::Tensor total = zero;
       for (int64_t l = 1; l < levels; ++l) {
+        const int64_t radius = model->options_.radii()[l];
+        const auto excluded = options.same_image_negatives() && radius >= 0 ? same_image.logical_and(apart.le(radius)) : same_image;
         const auto emb = out.levels.select(2, l).gather(1, gather_index).reshape({batch * s, dim});
         const auto key = out.consensus.select(2, l).detach().gather(1, gather_index).reshape({batch * s, dim});
         auto logits = torch::matmul(F::normalize(emb, F::NormalizeFuncOptions().dim(-1)),
                                     F::normalize(key, F::NormalizeFuncOptions().dim(-1)).t()) /
                       options.temperature();
-        logits = logits.masked_fill(same_image, -std::numeric_limits<double>::infinity());
+        logits = logits.masked_fill(excluded, -std::numeric_limits<double>::infinity());
         total = total + F::cross_entropy(logits, torch::arange(batch * s, torch::TensorOptions().device(images.device())));
       }
       loss.contrast = total / double(levels - 1);

@@ -198,6 +198,10 @@ struct GlomLossOptions {
   TORCH_ARG(double, contrast) = 0.1;
   TORCH_ARG(int64_t, samples) = 8;
   TORCH_ARG(double, temperature) = 0.1;
+  /// Same-image negatives: sampled locations of the same image farther apart than the level's
+  /// consensus radius (Chebyshev, in patches) are negatives too; nearer ones stay out of the
+  /// softmax. Negatives from other images alone ask nothing of two digits in one scene.
+  TORCH_ARG(bool, same_image_negatives) = false;
   /// Image-level labels: binary cross-entropy of the MIL logits against the multi-hot labels.
   TORCH_ARG(double, label) = 1.0;
   /// Image-level labels at every ink location: -log of the probability (softmax over the
