@@ -80,6 +80,7 @@ const std::vector<KeySpec>& schema() {
       {"codistill.burn_in", Kind::Int, "0", 0, kInf, "", "steps with alpha = 0 at the start"},
       {"codistill.exchange_every", Kind::Int, "100", 1, kInf, "", "steps between weight exchanges (K)"},
       {"codistill.shards", Kind::String, "disjoint", 0, 0, "disjoint|same", "each peer its own shard, or all the same data"},
+      {"codistill.side_by_side", Kind::Bool, "true", 0, 0, "", "peers of one process step at the same time, one thread each, on every core (or train.threads); off: one after the other"},
       {"codistill.timeout", Kind::Double, "60", 0.1, 86400, "", "seconds an exchange or rendezvous may wait for a peer"},
       {"codistill.fault_exit_step", Kind::Int, "0", 0, kInf, "", "testing: the worker of rank codistill.fault_rank exits abruptly at this step"},
       {"codistill.fault_rank", Kind::Int, "-1", -1, 1024, "", "testing: which rank fault_exit_step applies to"},

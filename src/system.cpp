@@ -4,9 +4,12 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
+#include <exception>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <thread>
@@ -24,13 +27,56 @@ double measure_gemm_gflops() {
   return repeats * 2.0 * 512 * 512 * 512 / seconds / 1e9;
 }
 
+namespace {
+
+// Looked up at run time: LibTorch links OpenBLAS and libgomp, which are not build dependencies of
+// ours, and another BLAS or thread pool simply lacks the symbols.
+void set_blas_threads(int threads) {
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+}
+
+int blas_threads() {
+  using GetThreads = int (*)();
+  auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get ? get() : 0;
+}
+
+// This thread's OpenMP team size (OpenMP keeps the count per thread), leaving LibTorch's global
+// count and its other pools alone, which torch::set_num_threads would change.
+void set_this_threads_openmp_threads(int threads) {
+  at::get_num_threads();  // LibTorch sets a new thread's count on its first use: let that happen first
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) set(threads);
+}
+
+}  // namespace
+
 void set_compute_threads(int threads) {
   torch::set_num_threads(threads);
-  // Looked up at run time: LibTorch links OpenBLAS, which is not a build dependency of ours, and
-  // another BLAS simply lacks the symbol.
-  using SetThreads = void (*)(int);
-  if (auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    set_blas_threads(threads);
+  set_blas_threads(threads);
+}
+
+void run_side_by_side(const std::vector<std::function<void()>>& tasks, int workers) {
+  workers = std::max(1, std::min<int>(workers, static_cast<int>(tasks.size())));
+  const int blas = blas_threads();
+  set_blas_threads(1);  // a global count: at 1, each product runs on the thread that calls it
+  std::vector<std::exception_ptr> errors(workers);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      try {
+        set_this_threads_openmp_threads(1);
+        for (size_t i = w; i < tasks.size(); i += workers) tasks[i]();
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  if (blas > 0) set_blas_threads(blas);
+  for (const auto& error : errors) {
+    if (error) std::rethrow_exception(error);
   }
 }
 
@@ -67,7 +113,12 @@ std::string git_revision() {
     pclose(pipe);
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out.empty() ? "unknown" : out;
+  if (out.empty()) return "unknown";
+  // A figure made with uncommitted code cannot be reproduced from the bare revision: say so.
+  // Results written into docs/ during the run do not count.
+  const int code_differs = std::system("git diff --quiet HEAD -- src include apps configs CMakeLists.txt 2>/dev/null");
+  if (code_differs != 0) out += "+uncommitted";
+  return out;
 }
 
 std::string utc_now() {

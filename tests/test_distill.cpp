@@ -25,6 +25,7 @@
 #include "distillery/data/augment.h"
 #include "distillery/data/dataset.h"
 #include "distillery/distill/bias_adjustment.h"
+#include "distillery/distill/codistill.h"
 #include "distillery/distill/distiller.h"
 #include "distillery/distill/loss.h"
 #include "distillery/distill/teacher.h"
@@ -861,5 +862,40 @@ TEST_F(ReportTest, ImageGridShapeAndPlacement) {
   EXPECT_EQ(report::image_grid(torch::rand({2, 3, 5, 5}), 8, 1).sizes(), (std::vector<int64_t>{3, 7, 13}));
 }
 
+// Peers stepping side by side, one thread each, compute what they compute one after the other.
+TEST(CodistillTest, PeersSideBySideMatchPeersOneAfterTheOther) {
+  torch::manual_seed(5);
+  const data::Dataset train{torch::rand({400, 1, 28, 28}), torch::randint(10, {400}, torch::kInt64)};
+  const data::Dataset test{torch::rand({100, 1, 28, 28}), torch::randint(10, {100}, torch::kInt64)};
+  nn::ModelSpec spec;
+  spec.hidden = {64};
+  train::TrainOptions train_options;
+  train_options.epochs = 2;
+  train_options.batch_size = 50;
+  train_options.jitter = 1;
+  auto run = [&](int64_t workers) {
+    distill::CodistillOptions options;
+    options.alpha = 1.0;
+    options.temperature = 2.0;
+    options.burn_in_steps = 1;
+    options.exchange_every = 2;
+    options.workers = workers;
+    const int64_t total = distill::codistill_total_steps(train.size(), options, train_options);
+    std::vector<std::unique_ptr<distill::Peer>> peers;
+    for (int64_t r = 0; r < 2; ++r) {
+      peers.push_back(std::make_unique<distill::Peer>(r, spec, distill::peer_shard(train, r, 2, true, 1), train_options, options, total));
+    }
+    const auto initial = peers[0]->weights().clone();
+    distill::train_peer_group(peers, nullptr, test, options, train_options, total, 2, "", 0);
+    EXPECT_FALSE(torch::allclose(initial, peers[0]->weights()));  // it trained
+    return std::vector<torch::Tensor>{peers[0]->weights(), peers[1]->weights()};
+  };
+  const auto one_after_the_other = run(1), side_by_side = run(2);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(torch::allclose(one_after_the_other[i], side_by_side[i], 1e-4, 1e-5)) << "peer " << i;
+  }
+}
+
 }  // namespace
 }  // namespace distillery::testing
+

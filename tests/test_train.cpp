@@ -6,7 +6,10 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cmath>
+#include <functional>
+#include <stdexcept>
 #include <filesystem>
 #include <limits>
 #include <sstream>
@@ -407,6 +410,45 @@ TEST_F(TrainerTest, ThreadConfigSetsTorchAndOpenBlasThreads) {
   } else {
     GTEST_LOG_(INFO) << "LibTorch's BLAS is not OpenBLAS: only torch's pool checked";
   }
+  set_compute_threads(blas_threads ? blas_before : torch_before);
+  torch::set_num_threads(torch_before);
+}
+
+// Side by side: every task runs once, each on a thread whose LibTorch and OpenBLAS work stays
+// on that thread; OpenBLAS's count comes back, and a task's exception reaches the caller.
+TEST_F(TrainerTest, SideBySideRunsEachTaskOnceOnItsOwnThread) {
+  using GetThreads = int (*)();
+  const auto blas_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  const int torch_before = torch::get_num_threads(), blas_before = blas_threads ? blas_threads() : 0;
+  set_compute_threads(2);
+  std::vector<int> runs(5, 0), torch_threads(5, 0), blas_inside(5, -1);
+  std::vector<std::function<void()>> tasks;
+  for (int i = 0; i < 5; ++i) {
+    tasks.emplace_back([&, i] {
+      ++runs[i];
+      torch_threads[i] = torch::get_num_threads();
+      if (blas_threads) blas_inside[i] = blas_threads();
+      torch::mm(torch::randn({64, 64}), torch::randn({64, 64}));
+    });
+  }
+  run_side_by_side(tasks, 2);
+  EXPECT_EQ(runs, std::vector<int>(5, 1));
+  EXPECT_EQ(torch_threads, std::vector<int>(5, 1));
+  if (blas_threads) {
+    EXPECT_EQ(blas_inside, std::vector<int>(5, 1));
+    EXPECT_EQ(blas_threads(), 2);
+  }
+  EXPECT_EQ(torch::get_num_threads(), 2);  // the caller's own pool is untouched
+  std::atomic<int> finished{0};
+  std::vector<std::function<void()>> failing = {[] { throw std::runtime_error("peer 0 broke"); }, [&] { ++finished; }};
+  std::string message;
+  try {
+    run_side_by_side(failing, 2);
+  } catch (const std::runtime_error& e) {
+    message = e.what();
+  }
+  EXPECT_EQ(message, "peer 0 broke");
+  EXPECT_EQ(finished.load(), 1);  // the other task still ran to its end
   set_compute_threads(blas_threads ? blas_before : torch_before);
   torch::set_num_threads(torch_before);
 }

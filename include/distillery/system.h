@@ -2,7 +2,9 @@
 // Facts about the machine a run happens on, and a check that LibTorch has a fast BLAS.
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace distillery {
 
@@ -17,10 +19,17 @@ double check_blas_speed();
 /// (sched_yield) between products: two single-thread runs on 2 cores then fight over them.
 void set_compute_threads(int threads);
 
+/// Runs the tasks at once on `workers` threads (task i on thread i % workers, in order), with the
+/// LibTorch and OpenBLAS work inside a task on that thread alone; OpenBLAS's count is restored
+/// after. For independent models too small to gain from sharing a pool. Rethrows a task's
+/// exception after every thread has finished.
+void run_side_by_side(const std::vector<std::function<void()>>& tasks, int workers);
+
 /// CPU model, core count, LibTorch version and threads: recorded with every result.
 nlohmann::json machine_description();
 
-/// The git revision of the working tree, or "unknown".
+/// The git revision of the working tree (with "+uncommitted" when its code differs from it), or
+/// "unknown".
 std::string git_revision();
 
 /// UTC time now, ISO 8601.

@@ -4,11 +4,15 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <chrono>
+#include <functional>
+#include <numeric>
+#include <thread>
 
 #include "distillery/distill/loss.h"
 #include "distillery/train/autocast.h"
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
+#include "distillery/system.h"
 #include "distillery/train/run.h"
 
 namespace distillery::distill {
@@ -24,6 +28,11 @@ CodistillOptions codistill_options_from_config(const Config& config) {
   options.exchange_every = config.get_int("codistill.exchange_every");
   options.disjoint_shards = config.get_string("codistill.shards") == "disjoint";
   options.exchange_timeout_seconds = config.get_double("codistill.timeout");
+  // Side by side on every core unless train.threads caps the cores a run may use.
+  const int64_t threads = config.get_int("train.threads");
+  options.workers = !config.get_bool("codistill.side_by_side") ? 1
+                    : threads > 0 ? threads
+                                  : std::max<int64_t>(1, std::thread::hardware_concurrency());
   return options;
 }
 
@@ -173,13 +182,28 @@ CodistillOutcome train_peer_group(std::vector<std::unique_ptr<Peer>>& peers, Pee
   const int64_t weights_per_peer = peers.front()->weights().numel();
   outcome.parameters = weights_per_peer;
   int64_t exchanges = 0;
-  for (int64_t step = 0; step < total_steps; ++step) {
+  bool side_by_side = options.workers > 1 && peers.size() > 1;
+  for (const auto& peer : peers) {
+    if (side_by_side && peer->draws_from_global_generator()) {
+      spdlog::info("codistill: peers step one after the other: their dropout draws from one shared generator");
+      side_by_side = false;
+    }
+  }
+  int64_t step = 0;
+  std::vector<double> losses(peers.size());
+  std::vector<std::function<void()>> step_tasks;
+  for (size_t i = 0; i < peers.size(); ++i) step_tasks.emplace_back([&, i] { losses[i] = peers[i]->step(step); });
+  for (; step < total_steps; ++step) {
     if (fault_exit_step > 0 && step == fault_exit_step) {
       spdlog::warn("peer {}: exiting abruptly at step {} (codistill.fault_exit_step, a fault-injection test)", peers.front()->rank(), step);
       std::_Exit(3);
     }
-    double loss_sum = 0.0;
-    for (auto& peer : peers) loss_sum += peer->step(step);
+    if (side_by_side) {
+      run_side_by_side(step_tasks, static_cast<int>(options.workers));
+    } else {
+      for (auto& task : step_tasks) task();
+    }
+    const double loss_sum = std::accumulate(losses.begin(), losses.end(), 0.0);
     if ((step + 1) % options.exchange_every == 0 && step + 1 < total_steps) {
       if (!exchange) {
         std::vector<torch::Tensor> all;  // flatten each peer once, not once per receiver

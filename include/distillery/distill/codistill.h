@@ -30,6 +30,9 @@ struct CodistillOptions {
   int64_t exchange_every = 100;      // K: steps between weight exchanges
   bool disjoint_shards = true;       // false: every peer sees the whole training set
   double exchange_timeout_seconds = 60.0;
+  /// Peers of one process step at the same time on this many threads, one peer per thread at a
+  /// time, instead of one after the other (1: one after the other).
+  int64_t workers = 1;
 };
 
 CodistillOptions codistill_options_from_config(const Config& config);
@@ -61,6 +64,9 @@ class Peer {
   int64_t rank() const { return rank_; }
   int64_t shard_size() const { return shard_.size(); }
   int64_t steps_per_epoch() const { return batches_.steps_per_epoch(); }
+  /// Dropout draws from LibTorch's one global generator: peers stepping side by side would take
+  /// its numbers in whatever order their threads reach it, and a run would not repeat.
+  bool draws_from_global_generator() const { return spec_.dropout_input > 0 || spec_.dropout_hidden > 0; }
 
  private:
   int64_t rank_;
