@@ -898,4 +898,3 @@ TEST(CodistillTest, PeersSideBySideMatchPeersOneAfterTheOther) {
 
 }  // namespace
 }  // namespace distillery::testing
-
