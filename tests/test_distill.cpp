@@ -886,7 +886,8 @@ TEST(CodistillTest, PeersSideBySideMatchPeersOneAfterTheOther) {
       peers.push_back(std::make_unique<distill::Peer>(r, spec, distill::peer_shard(train, r, 2, true, 1), train_options, options, total));
     }
     const auto initial = peers[0]->weights().clone();
-    distill::train_peer_group(peers, nullptr, test, options, train_options, total, 2, "", 0);
+    const auto outcome = distill::train_peer_group(peers, nullptr, test, options, train_options, total, 2, "", 0);
+    EXPECT_EQ(outcome.side_by_side, workers > 1);
     EXPECT_FALSE(torch::allclose(initial, peers[0]->weights()));  // it trained
     return std::vector<torch::Tensor>{peers[0]->weights(), peers[1]->weights()};
   };
@@ -894,6 +895,16 @@ TEST(CodistillTest, PeersSideBySideMatchPeersOneAfterTheOther) {
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_TRUE(torch::allclose(one_after_the_other[i], side_by_side[i], 1e-4, 1e-5)) << "peer " << i;
   }
+  // Dropout draws from one shared generator: such peers step one after the other.
+  spec.dropout_hidden = 0.2;
+  distill::CodistillOptions options;
+  options.workers = 2;
+  const int64_t total = distill::codistill_total_steps(train.size(), options, train_options);
+  std::vector<std::unique_ptr<distill::Peer>> peers;
+  for (int64_t r = 0; r < 2; ++r) {
+    peers.push_back(std::make_unique<distill::Peer>(r, spec, distill::peer_shard(train, r, 2, true, 1), train_options, options, total));
+  }
+  EXPECT_FALSE(distill::train_peer_group(peers, nullptr, test, options, train_options, total, 2, "", 0).side_by_side);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <numeric>
@@ -154,6 +155,7 @@ nlohmann::json CodistillOutcome::to_json() const {
                          {"allreduce_bytes_per_step", allreduce_bytes_per_step},
                          {"lost_peers", lost_peers},
                          {"failure", failure},
+                         {"side_by_side", side_by_side},
                          {"seconds", seconds}};
   for (const auto& peer : peers) json["peers"].push_back(peer.to_json());
   return json;
@@ -183,12 +185,11 @@ CodistillOutcome train_peer_group(std::vector<std::unique_ptr<Peer>>& peers, Pee
   outcome.parameters = weights_per_peer;
   int64_t exchanges = 0;
   bool side_by_side = options.workers > 1 && peers.size() > 1;
-  for (const auto& peer : peers) {
-    if (side_by_side && peer->draws_from_global_generator()) {
-      spdlog::info("codistill: peers step one after the other: their dropout draws from one shared generator");
-      side_by_side = false;
-    }
+  if (side_by_side && std::any_of(peers.begin(), peers.end(), [](const auto& p) { return p->draws_from_global_generator(); })) {
+    spdlog::info("codistill: peers step one after the other: their dropout draws from one shared generator");
+    side_by_side = false;
   }
+  outcome.side_by_side = side_by_side;
   int64_t step = 0;
   std::vector<double> losses(peers.size());
   std::vector<std::function<void()>> step_tasks;

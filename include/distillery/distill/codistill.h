@@ -112,6 +112,7 @@ struct CodistillOutcome {
   double allreduce_bytes_per_step = 0.0;  // what a ring all-reduce of the gradients would move
   std::vector<int64_t> lost_peers;
   std::string failure;
+  bool side_by_side = false;           // the peers of this process stepped at the same time
   double seconds = 0.0;
   nlohmann::json to_json() const;
 };
