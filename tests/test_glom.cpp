@@ -332,6 +332,63 @@ TEST_F(Glom, BaselinesOnASyntheticScene) {
   EXPECT_EQ(objects[1].item<int64_t>(), 0);
 }
 
+TEST_F(Glom, PixelIslandsSplitAPatchOnTheBorderOfTwoObjects) {
+  // Object 1 covers pixel columns 0-6, object 2 columns 7-15 (all 16 rows; 4 x 4 patches). The
+  // patches of grid column 1 (pixel columns 4-7) hold pixels of both; their features lean to
+  // object 1. One label per patch must give column 7 to object 1; read out per pixel, the
+  // features interpolated there lean to the next patch, of object 2.
+  auto mask = torch::ones({16, 16}, torch::kInt64);
+  mask.narrow(1, 7, 9).fill_(2);
+  auto features = torch::zeros({4, 4, 2});
+  features.select(1, 0).select(1, 0).fill_(1.0);
+  features.select(1, 1).copy_(torch::tensor({0.55, 0.45}).expand({4, 2}));
+  features.select(1, 2).select(1, 1).fill_(1.0);
+  features.select(1, 3).select(1, 1).fill_(1.0);
+  features = features.reshape({16, 2});
+  auto ink = torch::ones({16}, torch::kBool);
+  const auto per_patch = nn::cluster_ink_patches(features, ink, 4, 4, 2, 1, true);
+  const auto per_pixel = nn::cluster_ink_pixels(features, ink, 4, 4, 2, 1, true);
+  EXPECT_LT(nn::foreground_ari(mask, per_patch), 1.0);
+  EXPECT_EQ(per_patch[0][7].item<int64_t>(), per_patch[0][0].item<int64_t>());
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, per_pixel), 1.0);
+  // A patch without ink gets -1 and lends its features to no pixel: the bottom row of patches,
+  // turned towards object 2 everywhere, leaves the labels of the rows above unchanged.
+  auto partial_ink = ink.clone(), turned = features.clone();
+  partial_ink.narrow(0, 12, 4).fill_(false);
+  turned.narrow(0, 12, 4).copy_(torch::tensor({0.0, 1.0}).expand({4, 2}));
+  const auto partial = nn::cluster_ink_pixels(turned, partial_ink, 4, 4, 2, 1, true);
+  EXPECT_TRUE(partial.narrow(0, 12, 4).eq(-1).all().item<bool>());
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask.narrow(0, 0, 12), partial.narrow(0, 0, 12)), 1.0);
+  // Euclidean centres give the same split.
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, nn::cluster_ink_pixels(features, ink, 4, 4, 2, 1, false)), 1.0);
+}
+
+TEST_F(Glom, SpectralIslandsCutTheAgreementGraph) {
+  // Two blobs of ink patches (8 x 8 grid, 2 x 2 patches), rows 2-5 of grid columns 0-2 and 5-7,
+  // joined by a bridge along row 3: every patch has the same features, so k-means cannot split
+  // them; the normalised cut of the neighbourhood graph cuts the bridge in its middle.
+  auto ink = torch::zeros({8, 8}, torch::kBool);
+  ink.narrow(0, 2, 4).narrow(1, 0, 3).fill_(true);
+  ink.narrow(0, 2, 4).narrow(1, 5, 3).fill_(true);
+  ink[3].narrow(0, 3, 2).fill_(true);
+  auto mask = torch::zeros({16, 16}, torch::kInt64);
+  mask.narrow(1, 0, 8).fill_(1);
+  mask.narrow(1, 8, 8).fill_(2);
+  mask.masked_fill_(nn::patch_labels_to_pixels(ink.reshape({-1}).to(torch::kInt64), 8, 2).eq(0), 0);
+  const auto same = torch::ones({64, 3});
+  const auto cut = nn::spectral_ink_patches(same, ink.reshape({-1}), 8, 2, 2, 1, 5.0, 1);
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, cut), 1.0);
+  EXPECT_TRUE(cut.masked_select(mask.eq(0)).eq(-1).all().item<bool>());
+  // One rectangle of ink in two halves that disagree: the cut follows the features.
+  auto features = torch::zeros({8, 8, 2});
+  features.narrow(1, 0, 3).select(2, 0).fill_(1.0);
+  features.narrow(1, 3, 5).select(2, 1).fill_(1.0);
+  auto halves = torch::ones({16, 16}, torch::kInt64);
+  halves.narrow(1, 6, 10).fill_(2);
+  const auto by_features = nn::spectral_ink_patches(features.reshape({64, 2}), torch::ones({64}, torch::kBool), 8, 2, 2, 2, 10.0, 1);
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(halves, by_features), 1.0);
+}
+
 data::Dataset toy_digits() {
   // Ten "digits" (filled squares of different sizes), one per class, 28 x 28.
   data::Dataset d;

@@ -237,6 +237,68 @@ torch::Tensor cluster_ink_patches(const torch::Tensor& features, const torch::Te
   return patch_labels_to_pixels(labels, grid, patch);
 }
 
+torch::Tensor cluster_ink_pixels(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid, int64_t patch,
+                                 int64_t k, uint64_t seed, bool cosine) {
+  TORCH_CHECK(features.dim() == 2 && features.size(0) == grid * grid && ink.numel() == grid * grid,
+              "cluster_ink_pixels: features must be [", grid * grid, ", F] with an ink flag per patch, got ",
+              features.sizes(), " and ", ink.sizes());
+  const int64_t side = grid * patch, f = features.size(1);
+  const auto where = ink.reshape({-1}).nonzero().reshape({-1});
+  if (where.numel() == 0) return torch::full({side, side}, -1, torch::kInt64);
+  auto x = features.to(torch::kFloat64);
+  if (cosine) x = x / x.norm(2, 1, true).clamp_min(1e-12);
+  const auto members = x.index_select(0, where);
+  const auto assigned = kmeans(members, k, seed, cosine);
+  const int64_t found = assigned.max().item<int64_t>() + 1;
+  auto centres = torch::zeros({found, f}, torch::kFloat64).index_add_(0, assigned, members);
+  const auto counts = torch::zeros({found}, torch::kFloat64).index_add_(0, assigned, torch::ones({members.size(0)}, torch::kFloat64));
+  centres = cosine ? centres / centres.norm(2, 1, true).clamp_min(1e-12) : centres / counts.clamp_min(1).unsqueeze(1);
+
+  // Bilinear weights between patch centres, over ink patches only (renormalised).
+  namespace F = torch::nn::functional;
+  const auto weight = ink.reshape({1, 1, grid, grid}).to(torch::kFloat64);
+  const auto field = (x * weight.reshape({-1, 1})).t().reshape({1, f, grid, grid});
+  const auto up = F::InterpolateFuncOptions().size(std::vector<int64_t>{side, side}).mode(torch::kBilinear).align_corners(false);
+  const auto numerator = F::interpolate(field, up).reshape({f, side * side}).t();
+  const auto denominator = F::interpolate(weight, up).reshape({side * side, 1}).clamp_min(1e-12);
+  auto pixels = numerator / denominator;
+  torch::Tensor labels;
+  if (cosine) {
+    labels = torch::matmul(pixels / pixels.norm(2, 1, true).clamp_min(1e-12), centres.t()).argmax(1);
+  } else {
+    labels = torch::cdist(pixels, centres).argmin(1);
+  }
+  const auto in_ink = patch_labels_to_pixels(ink.to(torch::kInt64), grid, patch).reshape({-1}).ne(0);
+  return labels.masked_fill(in_ink.logical_not(), -1).reshape({side, side});
+}
+
+torch::Tensor spectral_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid, int64_t patch,
+                                   int64_t k, int64_t radius, double beta, uint64_t seed) {
+  TORCH_CHECK(features.dim() == 2 && features.size(0) == grid * grid && ink.numel() == grid * grid,
+              "spectral_ink_patches: features must be [", grid * grid, ", F] with an ink flag per patch, got ",
+              features.sizes(), " and ", ink.sizes());
+  TORCH_CHECK(radius >= 1, "spectral_ink_patches: radius must be >= 1, got ", radius);
+  auto labels = torch::full({grid * grid}, -1, torch::kInt64);
+  const auto where = ink.reshape({-1}).nonzero().reshape({-1});
+  const int64_t m = where.numel();
+  if (m == 0) return patch_labels_to_pixels(labels, grid, patch);
+  auto x = features.index_select(0, where).to(torch::kFloat64);
+  x = x / x.norm(2, 1, true).clamp_min(1e-12);
+  const auto rows = where.div(grid, "floor").to(torch::kFloat64), cols = where.remainder(grid).to(torch::kFloat64);
+  const auto chebyshev = torch::maximum((rows.unsqueeze(1) - rows.unsqueeze(0)).abs(), (cols.unsqueeze(1) - cols.unsqueeze(0)).abs());
+  const auto joined = chebyshev.le(double(radius)).logical_and(torch::eye(m, torch::kBool).logical_not());
+  const auto affinity = torch::exp(beta * (torch::matmul(x, x.t()) - 1.0)) * joined.to(torch::kFloat64);
+  // A patch with no ink within the radius keeps a tiny degree: its own component.
+  const auto scale = affinity.sum(1).clamp_min(1e-12).rsqrt();
+  const auto normalised = scale.unsqueeze(1) * affinity * scale.unsqueeze(0);
+  const auto eigenvectors = std::get<1>(torch::linalg::eigh(normalised, "L"));  // ascending eigenvalues
+  const int64_t leading = std::min(k, m);
+  auto embedding = eigenvectors.narrow(1, m - leading, leading);
+  embedding = embedding / embedding.norm(2, 1, true).clamp_min(1e-12);
+  labels.index_put_({where}, kmeans(embedding, k, seed, false));
+  return patch_labels_to_pixels(labels, grid, patch);
+}
+
 torch::Tensor pixel_position_features(const torch::Tensor& image, int64_t patch, double position_weight) {
   TORCH_CHECK(image.dim() == 2 && image.size(0) == image.size(1) && image.size(0) % patch == 0,
               "pixel_position_features: image must be square [H, H], H a multiple of ", patch, ", got ", image.sizes());

@@ -47,6 +47,23 @@ torch::Tensor ink_components(const torch::Tensor& image, double threshold);
 torch::Tensor cluster_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid,
                                   int64_t patch, int64_t k, uint64_t seed, bool cosine);
 
+/// Pixel-level islands. k-means on the ink patches' features [N, F] gives k centres; every pixel
+/// of an ink patch then joins the centre nearest to the features read at that pixel: interpolated
+/// bilinearly between the centres of the ink patches around it (a column's vector describes its
+/// patch's centre best, and a patch on the border of two objects holds pixels of both). Pixels of
+/// other patches get -1. -> pixel labels [H, W].
+torch::Tensor cluster_ink_pixels(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid, int64_t patch,
+                                 int64_t k, uint64_t seed, bool cosine);
+
+/// Islands by a normalised cut of the agreement graph (spectral clustering, Ng, Jordan & Weiss
+/// 2001): ink patches within `radius` patches of each other (Chebyshev) are joined with weight
+/// exp(beta (cos - 1)), the kernel of the consensus attention; the k leading eigenvectors of the
+/// normalised affinity, rows L2-normalised, are clustered by k-means. An island is then a group of
+/// locations that agree with their neighbours, not only with a distant centre. -> pixel labels
+/// [H, W], -1 off the ink.
+torch::Tensor spectral_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid, int64_t patch,
+                                   int64_t k, int64_t radius, double beta, uint64_t seed);
+
 /// Baseline features: a patch's raw pixels [N, P] and its position (row, column) / grid times
 /// position_weight -> [N, P + 2].
 torch::Tensor pixel_position_features(const torch::Tensor& image, int64_t patch, double position_weight);
