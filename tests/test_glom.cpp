@@ -541,6 +541,24 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   const auto& overlapping = results.at("detail").at("overlapping").at("baselines");
   EXPECT_GT(touching.at("patch_reference").get<double>(), 0.8);
   EXPECT_LT(overlapping.at("patch_reference").get<double>(), touching.at("patch_reference").get<double>());
+  // Read out per pixel, the same majority labels follow the digits' outlines inside the patches.
+  EXPECT_GT(touching.at("patch_reference_per_pixel").get<double>(), touching.at("patch_reference").get<double>());
+  // Every readout is reported per level, and the headline rows agree with the detail.
+  const auto& detail = results.at("detail").at("touching");
+  ASSERT_EQ(detail.at("fg_ari_per_pixel_level").size(), 2u);
+  ASSERT_EQ(detail.at("fg_ari_spectral_level").size(), 2u);
+  for (const auto& row : results.at("rows")) {
+    if (row.at("id") == "fg_ari_per_pixel_touching") {
+      EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), detail.at("fg_ari_per_pixel_level")[1].get<double>());
+    }
+    if (row.at("id") == "fg_ari_spectral_touching") {
+      EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), detail.at("fg_ari_spectral_level")[1].get<double>());
+    }
+    if (row.at("id") == "mnist_top_level_vote") {
+      EXPECT_GE(row.at("ours").get<double>(), 0.0);
+      EXPECT_LE(row.at("ours").get<double>(), 100.0);
+    }
+  }
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
   EXPECT_TRUE(std::filesystem::exists(options.results_path));

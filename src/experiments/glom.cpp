@@ -677,7 +677,7 @@ json run_glom_study(const ExperimentOptions& options) {
   // Per level and per iteration, every layout, mean over seeds.
   for (const auto& layout : kLayouts) {
     std::vector<std::vector<double>> per(settle + 1, std::vector<double>(levels));
-    std::vector<double> pix(levels), thr(levels), abl(levels), wb(levels), count(levels), off(levels);
+    std::vector<double> pix(levels), spec(levels), thr(levels), abl(levels), wb(levels), count(levels), off(levels);
     for (int64_t t = 0; t <= settle; ++t) {
       for (int64_t l = 0; l < levels; ++l) {
         per[t][l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[t][l]); }));
@@ -685,6 +685,7 @@ json run_glom_study(const ExperimentOptions& options) {
     }
     for (int64_t l = 0; l < levels; ++l) {
       pix[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].pixel_ari[l]); }));
+      spec[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].spectral_ari[l]); }));
       thr[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].threshold_ari[l]); }));
       abl[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].ablation_ari[l]); }));
       wb[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].within_between[l]); }));
@@ -700,6 +701,7 @@ json run_glom_study(const ExperimentOptions& options) {
     }
     detail[layout] = {{"fg_ari_iteration_level", matrix_json(per)},
                       {"fg_ari_per_pixel_level", matrix_json({pix})[0]},
+                      {"fg_ari_spectral_level", matrix_json({spec})[0]},
                       {"fg_ari_threshold_level", matrix_json({thr})[0]},
                       {"fg_ari_attention_off_level", matrix_json({abl})[0]},
                       {"fg_ari_trained_without_attention_level", matrix_json({off})[0]},
@@ -755,7 +757,7 @@ json run_glom_study(const ExperimentOptions& options) {
       }
       cells.push_back(row);
     }
-    for (const char* key : {"fg_ari_per_pixel_level", "fg_ari_threshold_level", "fg_ari_attention_off_level", "fg_ari_trained_without_attention_level",
+    for (const char* key : {"fg_ari_per_pixel_level", "fg_ari_spectral_level", "fg_ari_threshold_level", "fg_ari_attention_off_level", "fg_ari_trained_without_attention_level",
                             "within_minus_between_level", "islands_level"}) {
       std::vector<std::string> row = {key};
       for (int64_t l = 0; l < levels; ++l) {
