@@ -70,6 +70,7 @@ const std::vector<KeySpec>& schema() {
       {"distill.soft_weight", Kind::Double, "1", 0, 1e6, "", "weight of the soft-target term (already scaled by T^2)"},
       {"distill.hard_weight", Kind::Double, "0", 0, 1e6, "", "weight of the hard-label term at T = 1 (0: no labels)"},
       {"distill.cache", Kind::Bool, "true", 0, 0, "", "cache teacher outputs per (image, shift)"},
+      {"distill.teacher_batches", Kind::Int, "10", 1, 1000, "", "with distill.cache: the teacher runs once per N training batches, on all their rows (larger, faster products; 1: every batch)"},
       {"distill.paper_bias_shift", Kind::Double, "0", -100, 100, "", "also report test errors at this published bias shift (0: none)"},
       {"distill.adjust_bias", Kind::Bool, "true", 0, 0, "", "shift the output bias of classes missing from the transfer set, chosen on validation"},
       {"codistill.peers", Kind::Int, "2", 1, 1024, "", "number of peers"},

@@ -570,6 +570,38 @@ TEST_F(TeacherCacheTest, TeacherRunsOncePerImageAndShift) {
   EXPECT_GT(cache.bytes(), n * 9 * 10 * 4 - 1);
 }
 
+TEST_F(TeacherCacheTest, LookAheadRunsTheTeacherOncePerChunkOfBatchesWithTheSameTargets) {
+  // 200 images in batches of 50 with 1-pixel jitter: 4 steps per epoch, 9 steps cross an epoch.
+  const data::Dataset train_set{torch::rand({200, 1, 28, 28}), torch::randint(0, 10, {200}, torch::kInt64)};
+  const double t = 3.0;
+  CountingTeacher per_batch_teacher(10);
+  CountingTeacher ahead_teacher = per_batch_teacher;  // the same weights, its own counts
+  distill::TeacherCache per_batch(per_batch_teacher, t, train_set.size(), 1);
+  distill::TeacherCache ahead(ahead_teacher, t, train_set.size(), 1);
+  ahead.look_ahead(train::BatchStream(train_set, 50, 1, 7), 3);
+  train::BatchStream trainer_stream(train_set, 50, 1, 7);
+  for (int64_t step = 0; step < 9; ++step) {
+    const auto batch = trainer_stream.batch(step);
+    ASSERT_EQ(batch.step, step);
+    ahead.fill_ahead(batch.step);
+    const auto expected = per_batch.soft_targets(batch.images, batch.indices, batch.shifts);
+    EXPECT_TRUE(torch::allclose(ahead.soft_targets(batch.images, batch.indices, batch.shifts), expected, 1e-6, 1e-7))
+        << "step " << step;
+  }
+  EXPECT_EQ(ahead_teacher.calls_, 3);  // steps 0, 3 and 6, each on the rows of three batches
+  EXPECT_GT(per_batch_teacher.calls_, 3);
+  EXPECT_EQ(ahead.teacher_rows(), per_batch.teacher_rows());  // the same rows, fewer and larger passes
+  EXPECT_EQ(ahead_teacher.rows_, ahead.teacher_rows());       // a row drawn twice ran once
+  EXPECT_EQ(ahead.lookups(), 9 * 50);
+
+  // A batch not drawn from a stream (step -1) is filled on its own, as without look-ahead.
+  const auto indices = torch::tensor({0, 1}, torch::kInt64);
+  const auto shifts = torch::zeros({2, 2}, torch::kInt64);
+  ahead.fill_ahead(-1);
+  EXPECT_EQ(ahead_teacher.calls_, 3);
+  ahead.soft_targets(train_set.images.index_select(0, indices), indices, shifts);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bias adjustment
 

@@ -75,6 +75,7 @@ Batch BatchStream::batch(int64_t step) {
   }
   const int64_t begin = (step % steps_per_epoch_) * batch_size_;
   Batch batch;
+  batch.step = step;
   batch.indices = order_.slice(0, begin, std::min(begin + batch_size_, n));
   batch.labels = dataset_.labels.index_select(0, batch.indices);
   batch.images = dataset_.images.index_select(0, batch.indices);

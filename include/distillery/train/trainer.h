@@ -52,6 +52,7 @@ TrainOptions train_options_from_config(const Config& config);
 /// `indices` (into the training set) and `shifts` [B, 2] say which image and which shift each is.
 struct Batch {
   torch::Tensor images, labels, indices, shifts;
+  int64_t step = -1;  // the training step it was drawn for (-1: not from a BatchStream)
 };
 
 /// The batches of a run: each epoch's order is a function of (seed, epoch) and each step's jitter
