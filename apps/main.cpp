@@ -173,6 +173,7 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, request_stop);
   }
   try {
+    distillery::keep_freed_memory_for_reuse();
     distillery::check_blas_speed();
     if (train->parsed()) {
       const auto config = load_config(train_config, train_sets, data_dir);

@@ -25,6 +25,7 @@
 #include "distillery/distill/teacher_cache.h"
 #include "distillery/nn/capsules.h"
 #include "distillery/nn/fused_dropout.h"
+#include "distillery/system.h"
 #include "distillery/nn/glom.h"
 #include "distillery/nn/model_spec.h"
 
@@ -384,4 +385,12 @@ BENCHMARK(BM_CodistillExchange)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// As the distillery command does: freed blocks stay in the process for the next step.
+int main(int argc, char** argv) {
+  distillery::keep_freed_memory_for_reuse();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

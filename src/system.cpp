@@ -1,6 +1,7 @@
 #include "distillery/system.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -15,6 +16,14 @@
 #include <thread>
 
 namespace distillery {
+
+void keep_freed_memory_for_reuse() {
+#ifdef __GLIBC__
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_")) return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest: blocks up to 32 MiB come from the heap
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);   // give the heap's top back only beyond 1 GiB free
+#endif
+}
 
 double measure_gemm_gflops() {
   torch::NoGradGuard no_grad;

@@ -585,8 +585,10 @@ TEST_F(TeacherCacheTest, LookAheadRunsTheTeacherOncePerChunkOfBatchesWithTheSame
     ASSERT_EQ(batch.step, step);
     ahead.fill_ahead(batch.step);
     const auto expected = per_batch.soft_targets(batch.images, batch.indices, batch.shifts);
-    EXPECT_TRUE(torch::allclose(ahead.soft_targets(batch.images, batch.indices, batch.shifts), expected, 1e-6, 1e-7))
-        << "step " << step;
+    const auto got = ahead.soft_targets(batch.images, batch.indices, batch.shifts);
+    // Products of 150 rows and of 50 may round differently; a row of another input would differ by far more.
+    EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6))
+        << "step " << step << ": largest difference " << (got - expected).abs().max().item<double>();
   }
   EXPECT_EQ(ahead_teacher.calls_, 3);  // steps 0, 3 and 6, each on the rows of three batches
   EXPECT_GT(per_batch_teacher.calls_, 3);

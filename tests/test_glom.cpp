@@ -389,6 +389,30 @@ TEST_F(Glom, SpectralIslandsCutTheAgreementGraph) {
   EXPECT_DOUBLE_EQ(nn::foreground_ari(halves, by_features), 1.0);
 }
 
+TEST_F(Glom, ClassifierReadoutLabelsEachInkPatchByTheImagesVotedClasses) {
+  // A 2 x 2 grid of 2 x 2 patches, 4 classes. Patches 0 and 1 say class 2, then class 0; patch 2
+  // says class 3 most of all but prefers class 0 to class 2; patch 3 holds no ink. The ink votes
+  // for classes 2 and 0 (class 3 has one supporter only), so patch 2 joins class 0, not class 3.
+  auto logits = torch::tensor({2.0f, 0.0f, 5.0f, 0.0f,  //
+                               2.0f, 0.0f, 4.0f, 0.0f,  //
+                               3.0f, -9.0f, 0.0f, 6.0f,  //
+                               0.0f, 9.0f, 0.0f, 0.0f})
+                    .view({4, 4});
+  const auto ink = torch::tensor({true, true, true, false});
+  const auto labels = nn::classify_ink_patches(logits, ink, 2, 2, 2);
+  ASSERT_EQ(labels.sizes(), (std::vector<int64_t>{4, 4}));
+  const auto at = [&](int64_t r, int64_t c) { return labels[r][c].item<int64_t>(); };
+  EXPECT_EQ(at(0, 0), at(1, 1));  // patch 0
+  EXPECT_EQ(at(0, 2), at(0, 0));  // patch 1: the same class
+  EXPECT_NE(at(2, 0), at(0, 0));  // patch 2: the other voted class
+  EXPECT_GE(at(2, 0), 0);
+  EXPECT_EQ(at(3, 3), -1);        // patch 3: no ink
+  // With k = 1 every ink patch joins the most voted class.
+  const auto one = nn::classify_ink_patches(logits, ink, 2, 2, 1);
+  EXPECT_EQ(one.eq(0).sum().item<int64_t>(), 12);
+  EXPECT_THROW(nn::classify_ink_patches(logits, ink, 2, 2, 5), c10::Error);
+}
+
 data::Dataset toy_digits() {
   // Ten "digits" (filled squares of different sizes), one per class, 28 x 28.
   data::Dataset d;
@@ -547,6 +571,7 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   const auto& detail = results.at("detail").at("touching");
   ASSERT_EQ(detail.at("fg_ari_per_pixel_level").size(), 2u);
   ASSERT_EQ(detail.at("fg_ari_spectral_level").size(), 2u);
+  bool classifier_row = false;
   for (const auto& row : results.at("rows")) {
     if (row.at("id") == "fg_ari_per_pixel_touching") {
       EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), detail.at("fg_ari_per_pixel_level")[1].get<double>());
@@ -554,11 +579,17 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
     if (row.at("id") == "fg_ari_spectral_touching") {
       EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), detail.at("fg_ari_spectral_level")[1].get<double>());
     }
+    if (row.at("id") == "fg_ari_classifier_touching") {
+      classifier_row = true;
+      EXPECT_GE(row.at("ours").get<double>(), -1.0);
+      EXPECT_LE(row.at("ours").get<double>(), 1.0);
+    }
     if (row.at("id") == "mnist_top_level_vote") {
       EXPECT_GE(row.at("ours").get<double>(), 0.0);
       EXPECT_LE(row.at("ours").get<double>(), 100.0);
     }
   }
+  EXPECT_TRUE(classifier_row);
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
   EXPECT_TRUE(std::filesystem::exists(options.results_path));

@@ -14,6 +14,15 @@ double measure_gemm_gflops();
 /// Warns loudly (stderr) when matrix products run at reference-BLAS speed; returns the GFLOP/s.
 double check_blas_speed();
 
+/// Keeps freed memory in the process for the next allocation. By default glibc hands blocks
+/// above 128 KiB straight back to the kernel (mmap) and trims the heap's top, so a training step
+/// that frees and reallocates tens of MiB can page-fault it back in, zeroed, every step: a GLOM
+/// run on 60,000 scenes had slowed to 1.0 steps/s by step 650 with 10% of its perf samples in page
+/// faults, while the same run with these settings (as environment variables) ran 2.75 steps/s
+/// beside it and showed none. Leaves glibc alone where MALLOC_MMAP_THRESHOLD_ or
+/// MALLOC_TRIM_THRESHOLD_ is set. Call once, early.
+void keep_freed_memory_for_reuse();
+
 /// Runs LibTorch's intra-op pool and OpenBLAS's own pool on `threads` threads.
 /// torch::set_num_threads alone leaves OpenBLAS with a worker per core, and those workers spin
 /// (sched_yield) between products: two single-thread runs on 2 cores then fight over them.

@@ -249,6 +249,7 @@ struct LayoutScores {
   std::vector<std::vector<std::vector<double>>> kmeans_ari;
   std::vector<std::vector<double>> pixel_ari;      // [level], final iteration, islands read out per pixel
   std::vector<std::vector<double>> spectral_ari;   // [level], final iteration, normalised cut of the agreement graph
+  std::vector<double> class_ari;  // final iteration: each ink patch labelled by the top level's classifier (not islands)
   std::vector<std::vector<double>> threshold_ari;  // [level], final iteration
   std::vector<std::vector<double>> island_count;   // [level], islands among ink patches, final iteration
   std::vector<std::vector<double>> within_between; // [level], final iteration
@@ -281,6 +282,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
     model->set_attention(false);
     const auto off = model->forward(images).levels;
     model->set_attention(true);
+    const auto location_logits = model->forward(images).location_logits;  // [B, N, C] at the trained count
     for (int64_t i = 0; i < len; ++i) {
       const auto image = images[i][0];
       const auto mask = scenes.masks[begin + i];
@@ -293,6 +295,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
           s.kmeans_ari[t][l].push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(emb, ink, grid, patch, k, 1, true)));
         }
       }
+      s.class_ari.push_back(nn::foreground_ari(mask, nn::classify_ink_patches(location_logits[i], ink, grid, patch, k)));
       for (int64_t l = 0; l < levels; ++l) {
         const auto emb = final_levels[i].select(1, l);
         s.pixel_ari[l].push_back(nn::foreground_ari(mask, nn::cluster_ink_pixels(emb, ink, grid, patch, k, 1, true)));
@@ -570,6 +573,12 @@ json run_glom_study(const ExperimentOptions& options) {
                                       fmt::format("  the same embeddings, islands by a normalised cut of the top level's agreement graph "
                                                   "(its window and beta), {} (sd {:.3f})", layout, sd_of(spectral)),
                                       nullptr, finite_or_null(spectral_headline[layout]), "ARI"));
+    const auto classified = over_seeds([&](size_t s) { return mean_of(scores[s][layout].class_ari); });
+    rows.push_back(report::result_row("fg_ari_classifier_" + layout,
+                                      fmt::format("  diagnostic, not islands: every ink patch labelled by the top level's class scores "
+                                                  "(the most probable of the k classes its image votes for), {} (sd {:.3f})",
+                                                  layout, sd_of(classified)),
+                                      nullptr, finite_or_null(mean_of(classified)), "ARI"));
     rows.push_back(report::result_row("ink_components_" + layout, "  baseline: connected components of the ink, " + layout, nullptr,
                                       baselines[layout]["ink_components"], "ARI"));
     rows.push_back(report::result_row("kmeans_pixels_" + layout,

@@ -64,6 +64,13 @@ torch::Tensor cluster_ink_pixels(const torch::Tensor& features, const torch::Ten
 torch::Tensor spectral_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid, int64_t patch,
                                    int64_t k, int64_t radius, double beta, uint64_t seed);
 
+/// Not islands but what the top level knows: each ink patch takes the class, among the k classes
+/// its image's ink patches vote for most (summed log-probabilities), that its own class scores
+/// [N, C] rank highest. A diagnostic beside the islands: it needs the trained location classifier,
+/// so no baseline can be read out this way. -> pixel labels [H, W], -1 off the ink.
+torch::Tensor classify_ink_patches(const torch::Tensor& location_logits, const torch::Tensor& ink, int64_t grid,
+                                   int64_t patch, int64_t k);
+
 /// Baseline features: a patch's raw pixels [N, P] and its position (row, column) / grid times
 /// position_weight -> [N, P + 2].
 torch::Tensor pixel_position_features(const torch::Tensor& image, int64_t patch, double position_weight);
