@@ -678,8 +678,10 @@ def write_markdown(path, report):
               "model construction and the final evaluation are outside both timings on both sides. "
               "Differences: random streams (seeds, shuffling, shift draws) are not the same numbers, so test errors differ "
               "by run-to-run noise; the C++ trainer reads the loss value every step (`loss.item()`) to stop on a "
-              "non-finite loss; in distillation distillery caches the teacher's soft targets per (image, shift), the "
-              "Python script runs the teacher on every batch.", ""]
+              "non-finite loss; in distillation distillery caches the teacher's soft targets per (image, shift) and runs "
+              "the teacher ahead on 10 batches at once, the Python script runs the teacher on every batch; the distillery "
+              "command keeps freed memory for the next step (glibc's mmap and trim thresholds raised), the Python "
+              "scripts keep glibc's defaults.", ""]
 
     lines += ["## Where the time goes", ""] + report["analysis"] + [""]
     with open(path, "w") as f:
