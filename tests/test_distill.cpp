@@ -601,7 +601,9 @@ TEST_F(TeacherCacheTest, LookAheadRunsTheTeacherOncePerChunkOfBatchesWithTheSame
   const auto shifts = torch::zeros({2, 2}, torch::kInt64);
   ahead.fill_ahead(-1);
   EXPECT_EQ(ahead_teacher.calls_, 3);
-  ahead.soft_targets(train_set.images.index_select(0, indices), indices, shifts);
+  const auto images = train_set.images.index_select(0, indices);
+  EXPECT_TRUE(torch::allclose(ahead.soft_targets(images, indices, shifts),
+                              torch::softmax(ahead_teacher.reference_logits(images) / t, 1), 1e-5, 1e-6));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -282,7 +282,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
     model->set_attention(false);
     const auto off = model->forward(images).levels;
     model->set_attention(true);
-    const auto location_logits = model->forward(images).location_logits;  // [B, N, C] at the trained count
+    const auto location_logits = model->location_logits(final_levels.select(2, levels - 1));  // [B, N, C]
     for (int64_t i = 0; i < len; ++i) {
       const auto image = images[i][0];
       const auto mask = scenes.masks[begin + i];
@@ -382,9 +382,8 @@ MnistAccuracy mnist_accuracy(nn::Glom& model, const data::Scenes& digits, const 
     const auto truth = labels.narrow(0, begin, len);
     const auto out = model->forward(images);
     head += out.image_logits.argmax(1).eq(truth).sum().item<int64_t>();
-    const auto ink = model->patches(images).amax(2).gt(0.3).unsqueeze(2);  // [B, N, 1]
-    const auto ballot = (torch::log_softmax(out.location_logits, 2) * ink).sum(1);
-    vote += ballot.argmax(1).eq(truth).sum().item<int64_t>();
+    const auto ink = model->patches(images).amax(2).gt(0.3);  // [B, N]
+    vote += nn::ink_class_votes(out.location_logits, ink).argmax(1).eq(truth).sum().item<int64_t>();
   }
   return {100.0 * double(head) / double(digits.size()), 100.0 * double(vote) / double(digits.size())};
 }

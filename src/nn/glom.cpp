@@ -289,10 +289,12 @@ GlomOutput GlomImpl::forward(const torch::Tensor& images, const torch::Tensor& p
     out.consensus = torch::stack(cons, 2);
   }
   out.reconstruction = decode_->forward(x[0]);
-  out.location_logits = classify_->forward(x[levels - 1]);
+  out.location_logits = location_logits(x[levels - 1]);
   out.image_logits = o.pooling() == "max" ? out.location_logits.amax(1) : out.location_logits.logsumexp(1);
   return out;
 }
+
+torch::Tensor GlomImpl::location_logits(const torch::Tensor& top_level) { return classify_->forward(top_level); }
 
 GlomLoss glom_loss(Glom& model, const torch::Tensor& images, const torch::Tensor& labels, const GlomLossOptions& options) {
   TORCH_CHECK(labels.dim() == 2 && labels.size(0) == images.size(0) && labels.size(1) == model->options_.num_classes(),

@@ -237,6 +237,11 @@ torch::Tensor cluster_ink_patches(const torch::Tensor& features, const torch::Te
   return patch_labels_to_pixels(labels, grid, patch);
 }
 
+torch::Tensor ink_class_votes(const torch::Tensor& location_logits, const torch::Tensor& ink) {
+  const auto log_probs = torch::log_softmax(location_logits.to(torch::kFloat32), -1);
+  return (log_probs * ink.unsqueeze(-1).to(torch::kFloat32)).sum(-2);
+}
+
 torch::Tensor classify_ink_patches(const torch::Tensor& location_logits, const torch::Tensor& ink, int64_t grid,
                                    int64_t patch, int64_t k) {
   TORCH_CHECK(location_logits.dim() == 2 && location_logits.size(0) == grid * grid && ink.numel() == grid * grid &&
@@ -245,8 +250,7 @@ torch::Tensor classify_ink_patches(const torch::Tensor& location_logits, const t
               location_logits.sizes(), ", ", ink.sizes(), " and k = ", k);
   const auto log_probs = torch::log_softmax(location_logits.to(torch::kFloat32), 1);
   const auto on_ink = ink.reshape({-1});
-  const auto votes = (log_probs * on_ink.unsqueeze(1).to(torch::kFloat32)).sum(0);
-  const auto classes = std::get<1>(votes.topk(k));
+  const auto classes = std::get<1>(ink_class_votes(location_logits, on_ink).topk(k));
   const auto labels = log_probs.index_select(1, classes).argmax(1).masked_fill(on_ink.logical_not(), -1);
   return patch_labels_to_pixels(labels, grid, patch);
 }

@@ -155,6 +155,9 @@ class GlomImpl : public torch::nn::Module {
   GlomOutput forward(const torch::Tensor& images, const torch::Tensor& patch_mask = {}, bool record = false,
                      std::optional<int64_t> iterations = std::nullopt);
 
+  /// Class scores [B, N, C] of every location from its top-level embedding [B, N, D].
+  torch::Tensor location_logits(const torch::Tensor& top_level);
+
   /// Patches [B, N, P] of images [B, 1, H, W] (row-major grid).
   torch::Tensor patches(const torch::Tensor& images) const;
   /// Level 0's input [B, N, (patch + 2 context)^2]: each patch with its context.

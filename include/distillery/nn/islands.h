@@ -64,6 +64,10 @@ torch::Tensor cluster_ink_pixels(const torch::Tensor& features, const torch::Ten
 torch::Tensor spectral_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid, int64_t patch,
                                    int64_t k, int64_t radius, double beta, uint64_t seed);
 
+/// The class votes of the ink: every ink location's class log-probabilities summed.
+/// location_logits [..., N, C], ink [..., N] bool -> [..., C].
+torch::Tensor ink_class_votes(const torch::Tensor& location_logits, const torch::Tensor& ink);
+
 /// Not islands but what the top level knows: each ink patch takes the class, among the k classes
 /// its image's ink patches vote for most (summed log-probabilities), that its own class scores
 /// [N, C] rank highest. A diagnostic beside the islands: it needs the trained location classifier,
