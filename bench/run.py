@@ -219,6 +219,13 @@ def cpp_train(args, work, name):
             "peak_rss_mib": rss, "checkpoint": os.path.join(run_dir, name, "checkpoint.pt")}
 
 
+def run_config(run_dir, name):
+    """The configuration a distillery run recorded (config.yaml in its run folder), defaults included."""
+    import yaml  # Debian's python3-yaml; imported here so that --render-only needs nothing beyond the standard library
+    with open(os.path.join(run_dir, name, "config.yaml")) as f:
+        return yaml.safe_load(f)
+
+
 def cpp_distill(args, work, name, teacher, epochs, precision="fp32"):
     run_dir = os.path.join(work, "runs")
     command = [cli(args), "distill", "--teacher", teacher, "--student", STUDENT_CONFIG, "--set", f"train.epochs={epochs}",
@@ -231,6 +238,7 @@ def cpp_distill(args, work, name, teacher, epochs, precision="fp32"):
     with open(os.path.join(run_dir, name, "result.json")) as f:
         result = json.load(f)
     return {**cpp_rates(result, result["teacher_lookups"]), "seconds": result["seconds"],
+            "teacher_batches": run_config(run_dir, name)["distill"]["teacher_batches"],
             "cpu_seconds": CPU_SECONDS[os.path.join(work, f"{name}.log")], "samples": result["teacher_lookups"],
             "teacher_rows": result["teacher_rows"],
             "test_errors": result["test"]["errors"], "parameters": result["parameters"], "wall_seconds": wall,
@@ -447,6 +455,16 @@ def gflops(x):
     return f"{x / 1e9:.1f}"
 
 
+def teacher_batches(pair):
+    """distill.teacher_batches of a distillation pair's C++ runs; bench.json files written before it was
+    recorded come from runs with its default, 10."""
+    return (pair or {}).get("teacher_batches", 10)
+
+
+def main_distill_pair(figures):
+    return figures.get("distill_e3") or next((figures[k] for k in sorted(figures) if k.startswith("distill_e")), None)
+
+
 def write_markdown(path, report):
     m, figures = report["machine"], report["figures"]
     micro = figures.get("microbench", {}).get("results", {})
@@ -461,8 +479,8 @@ def write_markdown(path, report):
         f"Linux {m['kernel']}; torch {m['torch']}; intra-op threads C++ {figures.get('threads', {}).get('cpp', '?')}, "
         f"Python {figures.get('threads', {}).get('python', '?')}; BLAS {m['blas']} with {m.get('blas_threads', '?')} threads.",
         f"Load average (1 min) before / after: {report['load_before'][0]:.1f} / {report['load_after'][0]:.1f} on "
-        f"{m['nproc']} cores. The machine is shared: other builds and experiments ran at the same time, so absolute "
-        "rates are noisy; C++ and Python runs alternate (order flipped every repeat) so that the ratios see the same load.",
+        f"{m['nproc']} cores (before: other jobs only; after: the bench's own last run included). Jobs running beside the "
+        "bench make absolute rates noisy; C++ and Python runs alternate (order flipped every repeat) so that the ratios see the same load.",
         "",
         f"Mode: {'quick (smoke test: ' + str(report['options']['limit']) + ' training images)' if report['options']['quick'] else 'full (60000 training images)'}, "
         f"{report['options']['repeats']} repeat(s) per side, medians reported.",
@@ -679,7 +697,7 @@ def write_markdown(path, report):
               "Differences: random streams (seeds, shuffling, shift draws) are not the same numbers, so test errors differ "
               "by run-to-run noise; the C++ trainer reads the loss value every step (`loss.item()`) to stop on a "
               "non-finite loss; in distillation distillery caches the teacher's soft targets per (image, shift) and runs "
-              "the teacher ahead on 10 batches at once, the Python script runs the teacher on every batch; the distillery "
+              f"the teacher ahead on {teacher_batches(main_distill_pair(figures))} batches at once, the Python script runs the teacher on every batch; the distillery "
               "command keeps freed memory for the next step (glibc's mmap and trim thresholds raised), the Python "
               "scripts keep glibc's defaults.", ""]
 
@@ -728,6 +746,7 @@ def analysis_lines(figures, blas_threads):
         d = figures[key]
         c, p = d["cpp"], d["python"]
         saved = 1.0 - d["teacher_rows"]["cpp"] / max(d["samples"], 1)
+        ahead = teacher_batches(d)
         teacher_share = 2.0 * d["parameters"]["teacher"] / p["flops_per_sample"]
         bound_cache = 1.0 / (1.0 - saved * teacher_share) if saved * teacher_share < 1 else float("inf")
         verdict = ("met" if d["ratio"] >= TARGETS["distill_ratio"] else
@@ -739,8 +758,8 @@ def analysis_lines(figures, blas_threads):
             f"spared the teacher {saved * 100:.1f}% of its rows ({d['teacher_rows']['cpp']:,} of {d['samples']:,} ran): "
             f"with 2-pixel jitter there are 25 shifted versions of each image, so in epoch e only about (e-1)/25 of the "
             f"(image, shift) pairs drawn were seen before; work saved by the cache alone bounds the ratio at "
-            f"{bound_cache:.2f}x for equal kernel speed. distillery runs the teacher once per 10 batches on all their "
-            f"rows (`distill.teacher_batches`: each step's batch is known ahead), so its products have 1,000 rows "
+            f"{bound_cache:.2f}x for equal kernel speed. distillery runs the teacher once per {ahead} batches on all their "
+            f"rows (`distill.teacher_batches`: each step's batch is known ahead), so its products have {ahead * 100:,} rows "
             f"instead of 100, which OpenBLAS runs faster per row (`BM_TeacherForward/100` against `/1000` above). Python reaches {p['fraction_of_gemm']:.0f}% of the GEMM limit, "
             f"C++ {c['fraction_of_gemm']:.0f}%.")
     if "distill_e1" in figures:
@@ -754,9 +773,9 @@ def analysis_lines(figures, blas_threads):
         bests = ", ".join(f"{'MLP' if k == 'mlp' else str(figures[k]['epochs']) + '-epoch distillation'} "
                           f"{figures[k]['ratio_best']:.2f}x" for k in figures if k == "mlp" or k.startswith("distill_e"))
         out.append(f"- Noise: the repeats of one side differ by up to {max(spreads):.0f}% (max/min of the whole-loop rates), "
-                   "because other jobs share the 2 cores; differences smaller than that between C++ and Python are not "
-                   f"significant. Other jobs only slow a run down, so the fastest run of each side is the least disturbed: "
-                   f"their ratios are {bests}. Rerun `make bench` on an idle machine for firmer figures.")
+                   "from other jobs on the cores and the machine's own variation; differences smaller than that between C++ and "
+                   f"Python are not significant. Other jobs only slow a run down, so the fastest run of each side is the least "
+                   f"disturbed: their ratios are {bests}.")
     if "distill_e3" in figures:
         c = figures["distill_e3"]["cpp"]
         out.append(f"- **Student GEMM fraction** (C++ distillation, 3 epochs): {c['fraction_of_gemm']:.0f}% of the GEMM "
@@ -887,7 +906,8 @@ def main():
         pair = {"epochs": epochs, "cpp": summarize(cpp), "python": summarize(py), "samples": samples,
                 "parameters": {"student": student_params, "teacher": teacher_params},
                 "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
-                                 "python": int(statistics.median(r["teacher_rows"] for r in py))}}
+                                 "python": int(statistics.median(r["teacher_rows"] for r in py))},
+                "teacher_batches": cpp[0]["teacher_batches"]}
         add_ratios(pair)
         add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples)
         add_flops(pair["python"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["python"] / samples)
@@ -1001,7 +1021,7 @@ def finish(report, json_path, md_path):
     for pair in [v for v in figures.values() if isinstance(v, dict) and isinstance(v.get("cpp"), dict) and isinstance(v.get("python"), dict)]:
         pair["ratio_best"] = best_ratio(pair)
     rows = []
-    main_distill = figures.get("distill_e3") or next((figures[k] for k in sorted(figures) if k.startswith("distill_e")), None)
+    main_distill = main_distill_pair(figures)
     if main_distill:
         rows.append({"id": "distill_ratio", "what": f"distillation, {main_distill['epochs']} epochs: C++ / Python samples/s",
                      "paper": TARGETS["distill_ratio"], "ours": round(main_distill["ratio"], 3), "unit": "x"})
