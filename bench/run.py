@@ -395,6 +395,21 @@ def add_flops(side, flops_per_sample):
     side["flops"] = flops_per_sample * side["headline_samples_per_second"]
 
 
+def distill_pair(epochs, cpp, py, student_params, teacher_params):
+    """One distillation comparison: medians per side, ratios, and FLOP/s counting 6 x the student's
+    parameters per sample plus 2 x the teacher's per teacher row that actually ran."""
+    samples = cpp[0]["samples"]
+    pair = {"epochs": epochs, "cpp": summarize(cpp), "python": summarize(py), "samples": samples,
+            "parameters": {"student": student_params, "teacher": teacher_params},
+            "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
+                             "python": int(statistics.median(r["teacher_rows"] for r in py))},
+            "teacher_batches": cpp[0]["teacher_batches"]}
+    add_ratios(pair)
+    for side in ("cpp", "python"):
+        add_flops(pair[side], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"][side] / samples)
+    return pair
+
+
 # ----------------------------------------------------------------------------------------------
 # build times
 # ----------------------------------------------------------------------------------------------
@@ -902,15 +917,7 @@ def main():
         assert cpp[0]["parameters"] == student_params and py[0]["parameters"] == student_params, "student sizes differ"
         if "teacher_check" not in figures:
             figures["teacher_check"] = {"cpp_errors": figures["teacher"]["test_errors"], "python_errors": py[0]["teacher_errors"]}
-        samples = cpp[0]["samples"]
-        pair = {"epochs": epochs, "cpp": summarize(cpp), "python": summarize(py), "samples": samples,
-                "parameters": {"student": student_params, "teacher": teacher_params},
-                "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
-                                 "python": int(statistics.median(r["teacher_rows"] for r in py))},
-                "teacher_batches": cpp[0]["teacher_batches"]}
-        add_ratios(pair)
-        add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples)
-        add_flops(pair["python"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["python"] / samples)
+        pair = distill_pair(epochs, cpp, py, student_params, teacher_params)
         figures[f"distill_e{epochs}"] = pair
         log(f"distillation {epochs} epoch(s) ratio {pair['ratio']:.2f}x")
 
@@ -927,15 +934,8 @@ def main():
                                                     ["--teacher", teacher, "--epochs", str(epochs), "--precision", py_precision]
                                                     + (["--threads", str(os.cpu_count())] if py_precision == "bf16" else [])),
                                 f"distill bf16 vs Python {py_precision}")
-            samples = cpp[0]["samples"]
-            pair = {"epochs": epochs, "precision": {"cpp": "bf16", "python": py_precision}, "cpp": summarize(cpp),
-                    "python": summarize(py), "samples": samples,
-                    "parameters": {"student": student_params, "teacher": teacher_params},
-                    "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
-                                     "python": int(statistics.median(r["teacher_rows"] for r in py))}}
-            add_ratios(pair)
-            add_flops(pair["cpp"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["cpp"] / samples)
-            add_flops(pair["python"], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"]["python"] / samples)
+            pair = distill_pair(epochs, cpp, py, student_params, teacher_params)
+            pair["precision"] = {"cpp": "bf16", "python": py_precision}
             figures[f"bf16_vs_python_{py_precision}"] = pair
             log(f"distillation, C++ bf16 vs Python {py_precision}: {pair['ratio']:.2f}x")
 

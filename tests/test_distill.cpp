@@ -830,6 +830,17 @@ TEST_F(ReportTest, ResultsMarkdownHasARowPerMeasurement) {
               HasSubstr("c.json"));
 }
 
+// An experiment's results land in its run folder, and in the --results file only when one is named.
+TEST_F(ReportTest, SaveResultsWritesTheRunFolderCopyAndTheNamedFileOnly) {
+  testing::TempDir run, other;
+  const json results = {{"experiment", "demo"}, {"rows", json::array({{{"id", "a"}, {"ours", 1}}})}};
+  report::save_results(results, run.path().string(), "");
+  EXPECT_EQ(json::parse(read_bytes(run.file("results.json"))), results);
+  EXPECT_TRUE(std::filesystem::is_empty(other.path()));
+  report::save_results(results, run.path().string(), other.file("demo.json"));
+  EXPECT_EQ(json::parse(read_bytes(other.file("demo.json"))), results);
+}
+
 // Co-distillation workers write the same run files at once: every write must land whole, none fail.
 TEST_F(ReportTest, SimultaneousAtomicWritesOfOneFileAllLandWhole) {
   testing::TempDir dir;

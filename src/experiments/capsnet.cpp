@@ -303,7 +303,7 @@ json run_capsnet(const ExperimentOptions& options) {
   const std::string table = report::result_rows_markdown(rows, "paper");
   std::cout << "\nCapsules (Sabour, Frosst & Hinton 2017), profile " << options.profile << " (runs in " << context.root << ")\n\n"
             << table << "\n";
-  report::write_file_atomic(context.root + "/results.json", results.dump(2));
+  report::save_results(results, context.root, options.results_path);
 
   // report.html: the table, curves, reconstructions and pose dimensions.
   report::HtmlReport page("Capsules: Sabour, Frosst & Hinton 2017 (profile " + options.profile + ")");
@@ -348,10 +348,6 @@ json run_capsnet(const ExperimentOptions& options) {
   }
   page.save(context.root + "/report.html");
   std::cout << "report: " << context.root << "/report.html\n";
-  if (!options.results_path.empty()) {
-    report::write_file_atomic(options.results_path, results.dump(2));
-    std::cout << "results written to " << options.results_path << "\n";
-  }
   return results;
 }
 

@@ -166,7 +166,7 @@ json run_codistill_study(const ExperimentOptions& options) {
   results["groups"] = groups;
   const std::string table = report::result_rows_markdown(rows, "target");
   std::cout << "\nCo-distillation on MNIST shards, profile " << options.profile << " (runs in " << root << ")\n\n" << table << "\n";
-  report::write_file_atomic(root + "/results.json", results.dump(2));
+  report::save_results(results, root, options.results_path);
   report::HtmlReport page("Co-distillation on MNIST shards (profile " + options.profile + ")");
   page.table(report::result_cells(rows, "target"));
   for (const char* p : {"p2", "p4"}) {
@@ -181,7 +181,6 @@ json run_codistill_study(const ExperimentOptions& options) {
     page.line_chart(std::string(p) + ": test errors during training", "step", "test errors", curves);
   }
   page.save(root + "/report.html");
-  if (!options.results_path.empty()) report::write_file_atomic(options.results_path, results.dump(2));
   return results;
 }
 

@@ -223,13 +223,9 @@ json run_hinton2015(const ExperimentOptions& options) {
   const bool ordering = errors_of(distilled) < errors_of(hard);
   std::cout << (ordering ? "distilled student beats the hard-label student: " : "distilled student does NOT beat the hard-label student: ")
             << errors_of(distilled) << " vs " << errors_of(hard) << " test errors\n";
-  report::write_file_atomic(context.root + "/results.json", results.dump(2));
+  report::save_results(results, context.root, options.results_path);
   write_report(context, results);
   std::cout << "report: " << context.root << "/report.html\n";
-  if (!options.results_path.empty()) {
-    report::write_file_atomic(options.results_path, results.dump(2));
-    std::cout << "results written to " << options.results_path << "\n";
-  }
   return results;
 }
 

@@ -287,7 +287,7 @@ json run_locality_study(const ExperimentOptions& options) {
 
   const std::string table = report::result_rows_markdown(rows, "target");
   std::cout << "\nLocality study, profile " << options.profile << " (runs in " << root << ")\n\n" << table << "\n";
-  report::write_file_atomic(root + "/results.json", results.dump(2));
+  report::save_results(results, root, options.results_path);
 
   const auto heat = retina_heat_map(variants, grid, 24);
   report::write_png(root + "/retina_accuracy.png", heat);
@@ -317,7 +317,6 @@ json run_locality_study(const ExperimentOptions& options) {
   page.heading("All measurements");
   page.table(report::result_cells(rows, "target"));
   page.save(root + "/report.html");
-  if (!options.results_path.empty()) report::write_file_atomic(options.results_path, results.dump(2));
   return results;
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include "distillery/error.h"
 #include "distillery/report/metrics.h"
@@ -33,6 +34,13 @@ nlohmann::json results_record(const std::string& experiment, const std::string& 
   return {{"experiment", experiment}, {"title", title},         {"profile", profile},
           {"command", command},       {"git_revision", git_revision()}, {"machine", machine_description()},
           {"date", utc_now()},        {"seconds", seconds},     {"rows", rows}};
+}
+
+void save_results(const nlohmann::json& results, const std::string& run_folder, const std::string& results_path) {
+  write_file_atomic(run_folder + "/results.json", results.dump(2));
+  if (results_path.empty()) return;
+  write_file_atomic(results_path, results.dump(2));
+  std::cout << "results written to " << results_path << "\n";
 }
 
 std::vector<std::vector<std::string>> result_cells(const nlohmann::json& rows, const std::string& reference_header) {

@@ -25,6 +25,10 @@ nlohmann::json result_row(const std::string& id, const std::string& what, const 
 nlohmann::json results_record(const std::string& experiment, const std::string& title, const std::string& profile,
                               const std::string& command, double seconds, const nlohmann::json& rows);
 
+/// Writes `results` to run_folder/results.json and, when `results_path` is not empty, to
+/// `results_path` too (both atomically), saying where.
+void save_results(const nlohmann::json& results, const std::string& run_folder, const std::string& results_path);
+
 /// Rows as table cells (header first): measurement, `reference_header`, ours.
 std::vector<std::vector<std::string>> result_cells(const nlohmann::json& rows, const std::string& reference_header);
 
