@@ -494,7 +494,7 @@ def write_markdown(path, report):
         f"Linux {m['kernel']}; torch {m['torch']}; intra-op threads C++ {figures.get('threads', {}).get('cpp', '?')}, "
         f"Python {figures.get('threads', {}).get('python', '?')}; BLAS {m['blas']} with {m.get('blas_threads', '?')} threads.",
         f"Load average (1 min) before / after: {report['load_before'][0]:.1f} / {report['load_after'][0]:.1f} on "
-        f"{m['nproc']} cores (before: other jobs only; after: the bench's own last run included). Jobs running beside the "
+        f"{m['nproc']} cores (a 1-minute average: before counts the minute before the bench, the build included; after, the bench's own last run). Jobs running beside the "
         "bench make absolute rates noisy; C++ and Python runs alternate (order flipped every repeat) so that the ratios see the same load.",
         "",
         f"Mode: {'quick (smoke test: ' + str(report['options']['limit']) + ' training images)' if report['options']['quick'] else 'full (60000 training images)'}, "
