@@ -103,6 +103,7 @@ const std::vector<KeySpec>& schema() {
       {"glom.bottom_up_window", Kind::Int, "0", 0, 6, "", "GLOM: bottom-up nets see a (2w+1)^2 neighbourhood of the level below"},
       {"glom.dense_attention", Kind::Bool, "false", 0, 0, "", "GLOM: windowed consensus through a masked N x N matrix instead of the fused windowed kernel (same weights)"},
       {"glom.truncate", Kind::Int, "0", 0, 100, "", "GLOM: backpropagate through the last N iterations only (0: all)"},
+      {"glom.init_from", Kind::String, "\"\"", 0, 0, "", "GLOM: continue training the models of this earlier run's glom-<profile> folder (same options; \"\": from scratch)"},
       {"glom.steps", Kind::Int, "600", 1, 1e8, "", "GLOM: training steps per seed"},
       {"glom.batch", Kind::Int, "32", 2, 1e5, "", "GLOM: scenes per step"},
       {"glom.lr", Kind::Double, "0.002", 1e-9, 10, "", "GLOM: Adam learning rate"},

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <type_traits>
 
 #include "distillery/data/scenes.h"
@@ -626,6 +628,59 @@ TEST_F(Glom, StudyReusesModelsOnlyForTheirTrainingConfig) {
   options.fresh = true;
   EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(options); }),
               ::testing::HasSubstr("glom.train_iterations: expected [min, max] with min <= max, got [3, 1]"));
+}
+
+// Every tensor of a saved module, by its dotted name (submodules are nested archives).
+std::map<std::string, torch::Tensor> archive_tensors(const std::string& path) {
+  std::map<std::string, torch::Tensor> tensors;
+  std::function<void(torch::serialize::InputArchive&, const std::string&)> walk = [&](torch::serialize::InputArchive& archive,
+                                                                                     const std::string& prefix) {
+    for (const auto& key : archive.keys()) {
+      torch::Tensor tensor;
+      torch::serialize::InputArchive child;
+      if (archive.try_read(key, tensor)) {
+        tensors[prefix + key] = tensor;
+      } else if (archive.try_read(key, child)) {
+        walk(child, prefix + key + ".");
+      }
+    }
+  };
+  torch::serialize::InputArchive root;
+  root.load_from(path);
+  walk(root, "");
+  return tensors;
+}
+
+// glom.init_from continues the same seed's model of an earlier run: at a learning rate too small to
+// move it, the continued model is the earlier one; a folder without it is an input error.
+TEST_F(Glom, StudyContinuesTrainingFromAnEarlierRun) {
+  DISTILLERY_REQUIRE_MNIST();
+  testing::TempDir first_dir, second_dir;
+  auto first = testing::experiment_options(first_dir, "glom", "quick");
+  first.overrides = tiny_study();
+  experiments::run_glom_study(first);
+  const std::string earlier = first.runs_dir + "/glom-quick";
+
+  auto second = testing::experiment_options(second_dir, "glom", "quick");
+  second.overrides = tiny_study();
+  second.overrides.push_back("glom.lr=1e-9");
+  second.overrides.push_back("glom.init_from=" + earlier);
+  experiments::run_glom_study(second);
+  const auto before = archive_tensors(earlier + "/model-seed1.pt");
+  const auto after = archive_tensors(second.runs_dir + "/glom-quick/model-seed1.pt");
+  ASSERT_EQ(before.size(), after.size());
+  ASSERT_FALSE(before.empty());
+  for (const auto& [name, value] : before) {
+    ASSERT_TRUE(after.count(name)) << name;
+    EXPECT_TRUE(torch::allclose(value, after.at(name), 0, 1e-6)) << name;
+  }
+
+  auto missing = testing::experiment_options(second_dir, "glom", "quick");
+  missing.overrides = tiny_study();
+  missing.overrides.push_back("glom.init_from=" + second_dir.path().string() + "/nowhere");
+  missing.fresh = true;
+  EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(missing); }),
+              ::testing::HasSubstr("glom.init_from: " + second_dir.path().string() + "/nowhere has no model-seed1.pt"));
 }
 
 }  // namespace

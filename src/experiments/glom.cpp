@@ -173,6 +173,22 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
     *train_seconds = recorded_train_seconds((fs::path(path).parent_path() / "metrics.jsonl").string(), seed, variant, c.get_int("glom.steps"));
     return model;
   }
+  const std::string init_folder = c.get_string("glom.init_from");
+  if (!init_folder.empty()) {
+    // Continue training a finished model (a warm restart of the learning-rate schedule): the same
+    // variant and seed's checkpoint in that run folder.
+    const std::string init_path = (fs::path(init_folder) / fs::path(path).filename()).string();
+    if (!fs::exists(init_path)) {
+      throw InputError(fmt::format("glom.init_from: {} has no {} (a --runs folder's glom-<profile> folder is expected)",
+                                   init_folder, fs::path(path).filename().string()));
+    }
+    try {
+      torch::load(model, init_path);
+    } catch (const c10::Error& e) {
+      throw InputError(fmt::format("glom.init_from: {} does not fit this model's options: {}", init_path, e.what_without_backtrace()));
+    }
+    spdlog::info("glom: seed {} {} continues from {}", seed, variant.name(), init_path);
+  }
   const auto start = Clock::now();
   const auto loss_opts = loss_options(c);
   torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(c.get_double("glom.lr")));
