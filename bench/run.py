@@ -237,8 +237,9 @@ def cpp_distill(args, work, name, teacher, epochs, precision="fp32"):
     _, wall, rss = run_process(command, os.path.join(work, f"{name}.log"))
     with open(os.path.join(run_dir, name, "result.json")) as f:
         result = json.load(f)
+    config = run_config(run_dir, name)
     return {**cpp_rates(result, result["teacher_lookups"]), "seconds": result["seconds"],
-            "teacher_batches": run_config(run_dir, name)["distill"]["teacher_batches"],
+            "teacher_batches": config["distill"]["teacher_batches"], "batch": config["train"]["batch"],
             "cpu_seconds": CPU_SECONDS[os.path.join(work, f"{name}.log")], "samples": result["teacher_lookups"],
             "teacher_rows": result["teacher_rows"],
             "test_errors": result["test"]["errors"], "parameters": result["parameters"], "wall_seconds": wall,
@@ -403,7 +404,7 @@ def distill_pair(epochs, cpp, py, student_params, teacher_params):
             "parameters": {"student": student_params, "teacher": teacher_params},
             "teacher_rows": {"cpp": int(statistics.median(r["teacher_rows"] for r in cpp)),
                              "python": int(statistics.median(r["teacher_rows"] for r in py))},
-            "teacher_batches": cpp[0]["teacher_batches"]}
+            "teacher_batches": cpp[0]["teacher_batches"], "batch": cpp[0]["batch"]}
     add_ratios(pair)
     for side in ("cpp", "python"):
         add_flops(pair[side], 6.0 * student_params + 2.0 * teacher_params * pair["teacher_rows"][side] / samples)
@@ -474,6 +475,12 @@ def teacher_batches(pair):
     """distill.teacher_batches of a distillation pair's C++ runs; bench.json files written before it was
     recorded come from runs with its default, 10."""
     return (pair or {}).get("teacher_batches", 10)
+
+
+def student_batch(pair):
+    """train.batch of a distillation pair's C++ runs (the Python script's too); bench.json files written
+    before it was recorded come from runs of the student config's 100."""
+    return (pair or {}).get("batch", 100)
 
 
 def main_distill_pair(figures):
@@ -761,7 +768,7 @@ def analysis_lines(figures, blas_threads):
         d = figures[key]
         c, p = d["cpp"], d["python"]
         saved = 1.0 - d["teacher_rows"]["cpp"] / max(d["samples"], 1)
-        ahead = teacher_batches(d)
+        ahead, batch = teacher_batches(d), student_batch(d)
         teacher_share = 2.0 * d["parameters"]["teacher"] / p["flops_per_sample"]
         bound_cache = 1.0 / (1.0 - saved * teacher_share) if saved * teacher_share < 1 else float("inf")
         verdict = ("met" if d["ratio"] >= TARGETS["distill_ratio"] else
@@ -774,8 +781,8 @@ def analysis_lines(figures, blas_threads):
             f"with 2-pixel jitter there are 25 shifted versions of each image, so in epoch e only about (e-1)/25 of the "
             f"(image, shift) pairs drawn were seen before; work saved by the cache alone bounds the ratio at "
             f"{bound_cache:.2f}x for equal kernel speed. distillery runs the teacher once per {ahead} batches on all their "
-            f"rows (`distill.teacher_batches`: each step's batch is known ahead), so its products have {ahead * 100:,} rows "
-            f"instead of 100, which OpenBLAS runs faster per row (`BM_TeacherForward/100` against `/1000` above). Python reaches {p['fraction_of_gemm']:.0f}% of the GEMM limit, "
+            f"rows (`distill.teacher_batches`: each step's batch is known ahead), so its products have {ahead * batch:,} rows "
+            f"instead of {batch}, which OpenBLAS runs faster per row (`BM_TeacherForward/100` against `/1000` above). Python reaches {p['fraction_of_gemm']:.0f}% of the GEMM limit, "
             f"C++ {c['fraction_of_gemm']:.0f}%.")
     if "distill_e1" in figures:
         d = figures["distill_e1"]

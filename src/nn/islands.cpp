@@ -248,10 +248,10 @@ torch::Tensor classify_ink_patches(const torch::Tensor& location_logits, const t
                   k >= 1 && k <= location_logits.size(1),
               "classify_ink_patches: class scores must be [", grid * grid, ", C >= k] with an ink flag per patch, got ",
               location_logits.sizes(), ", ", ink.sizes(), " and k = ", k);
-  const auto log_probs = torch::log_softmax(location_logits.to(torch::kFloat32), 1);
   const auto on_ink = ink.reshape({-1});
   const auto classes = std::get<1>(ink_class_votes(location_logits, on_ink).topk(k));
-  const auto labels = log_probs.index_select(1, classes).argmax(1).masked_fill(on_ink.logical_not(), -1);
+  // A location's highest score among those classes is also its most probable one (softmax keeps the order).
+  const auto labels = location_logits.index_select(1, classes).argmax(1).masked_fill(on_ink.logical_not(), -1);
   return patch_labels_to_pixels(labels, grid, patch);
 }
 
