@@ -665,7 +665,8 @@ TEST_F(Glom, StudyContinuesTrainingFromAnEarlierRun) {
   second.overrides = tiny_study();
   second.overrides.push_back("glom.lr=1e-9");
   second.overrides.push_back("glom.init_from=" + earlier);
-  experiments::run_glom_study(second);
+  const auto results = experiments::run_glom_study(second);
+  EXPECT_THAT(results.at("notes").dump(), ::testing::HasSubstr("Continued: each model started from the same seed's model in " + earlier));
   const auto before = archive_tensors(earlier + "/model-seed1.pt");
   const auto after = archive_tensors(second.runs_dir + "/glom-quick/model-seed1.pt");
   ASSERT_EQ(before.size(), after.size());

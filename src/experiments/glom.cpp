@@ -744,6 +744,12 @@ json run_glom_study(const ExperimentOptions& options) {
                               fmt::join(config.get_int_list("glom.radii"), ","), config.get_double("glom.beta"),
                               config.get_double("glom.beta_growth"), config.get_int("glom.steps"), config.get_int("glom.batch"),
                               config.get_int("glom.train_scenes"), 100 * config.get_double("glom.single_fraction")));
+  if (!config.get_string("glom.init_from").empty()) {
+    notes.push_back(fmt::format("Continued: each model started from the same seed's model in {} (its own training config is kept "
+                                "beside it), so the steps above come on top of that training, with a new cosine decay from "
+                                "learning rate {}.",
+                                config.get_string("glom.init_from"), config.get_double("glom.lr")));
+  }
   notes.push_back("FG-ARI: islands of the ink patches (largest pixel > 0.3) from spherical k-means with k = the number of digits "
                   "(told, as Slot Attention is told its slots), mapped to the patch's pixels, against the digit masks; background "
                   "pixels excluded. Test scenes: two digits of different classes from MNIST test. Per pixel: each pixel of an ink "
