@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -259,6 +260,18 @@ double sd_of(const std::vector<double>& v) {
 }
 
 json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+
+// How per-scene FG-ARI is spread: a mean of 0.75 can be every scene a little wrong or a few scenes
+// split the wrong way. Quartiles, the 10th percentile and the fraction of scenes below 0.5.
+json scene_distribution(std::vector<double> v) {
+  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return !std::isfinite(x); }), v.end());
+  if (v.empty()) return nullptr;
+  std::sort(v.begin(), v.end());
+  auto quantile = [&](double q) { return v[static_cast<size_t>(std::lround(q * double(v.size() - 1)))]; };
+  const auto below = std::count_if(v.begin(), v.end(), [](double x) { return x < 0.5; });
+  return {{"scenes", v.size()}, {"p10", quantile(0.1)}, {"p25", quantile(0.25)}, {"median", quantile(0.5)},
+          {"p75", quantile(0.75)}, {"fraction_below_0.5", double(below) / double(v.size())}};
+}
 
 struct LayoutScores {
   // [iteration][level] -> per-scene FG-ARI of k-means islands on the ink patches.
@@ -724,7 +737,16 @@ json run_glom_study(const ExperimentOptions& options) {
       for (int64_t l = 0; l < levels; ++l) v[l] = mean_of(scores[s][layout].kmeans_ari[iterations][l]);
       per_seed.push_back({{"seed", seeds[s]}, {"fg_ari_per_level", matrix_json({v})[0]}});
     }
+    // Scenes of every seed pooled, top level, final iteration.
+    std::vector<double> top_patch, top_pixel;
+    for (size_t s = 0; s < seeds.size(); ++s) {
+      const auto& k = scores[s][layout].kmeans_ari[iterations][top];
+      const auto& p = scores[s][layout].pixel_ari[top];
+      top_patch.insert(top_patch.end(), k.begin(), k.end());
+      top_pixel.insert(top_pixel.end(), p.begin(), p.end());
+    }
     detail[layout] = {{"fg_ari_iteration_level", matrix_json(per)},
+                      {"top_level_scenes", {{"per_patch", scene_distribution(top_patch)}, {"per_pixel", scene_distribution(top_pixel)}}},
                       {"fg_ari_per_pixel_level", matrix_json({pix})[0]},
                       {"fg_ari_spectral_level", matrix_json({spec})[0]},
                       {"fg_ari_threshold_level", matrix_json({thr})[0]},
