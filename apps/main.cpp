@@ -140,6 +140,25 @@ int main(int argc, char** argv) {
   predict->add_option("--temperature,-T", predict_temperature, "soften the distribution to show the model's dark knowledge")
       ->check(CLI::PositiveNumber);
 
+  // islands
+  auto* islands = app.add_subcommand("islands", "parse images into islands with a GLOM model trained by `experiment glom`");
+  std::string islands_model, islands_out = ".";
+  std::vector<std::string> islands_images;
+  int64_t islands_objects = 0;
+  double islands_threshold = 0.9;
+  islands->add_option("--model", islands_model, "RUNS/glom-<profile>/model-seed<N>.pt (its .yaml beside it)")->required();
+  islands->add_option("images", islands_images,
+                      "image files (PNG, PGM, JPEG, BMP): resized to the model's 56x56 canvas, where it was trained on "
+                      "digits about 20 pixels tall")
+      ->required();
+  islands->add_option("--objects,-k", islands_objects,
+                      "islands per level by k-means, read out per pixel (e.g. 2 for two digits); 0: islands by agreement, "
+                      "neighbouring patches whose cosine exceeds --threshold")
+      ->check(CLI::NonNegativeNumber);
+  islands->add_option("--threshold", islands_threshold, "cosine that joins neighbouring patches when --objects is 0")
+      ->check(CLI::Range(-1.0, 1.0));
+  islands->add_option("--out", islands_out, "folder for <image>-islands.png: the input, then each level's islands");
+
   // inspect
   auto* inspect = app.add_subcommand("inspect", "print a checkpoint's architecture, step, size and weights digest");
   std::string inspect_checkpoint;
@@ -255,6 +274,19 @@ int main(int argc, char** argv) {
           const double p = probs[c].item<double>();
           std::cout << fmt::format("  {:>2} {:8.5f} {}\n", c, p, std::string(static_cast<size_t>(p * 50 + 0.5), '#'));
         }
+      }
+    } else if (islands->parsed()) {
+      const auto parsed = distillery::experiments::parse_image_files(islands_model, islands_images, islands_objects,
+                                                                     islands_threshold, islands_out);
+      for (const auto& image : parsed) {
+        std::vector<std::string> digits;
+        for (const auto& d : image["digits"]) digits.push_back(fmt::format("{} ({:.2f})", d["class"].get<int64_t>(), d["probability"].get<double>()));
+        std::cout << image["image"].get<std::string>() << ": digits " << fmt::format("{}", fmt::join(digits, ", ")) << "\n";
+        for (const auto& level : image["levels"]) {
+          std::cout << fmt::format("  level {}: {} islands, ink pixels {}\n", level["level"].get<int64_t>(), level["islands"].get<int64_t>(),
+                                   level["ink_pixels"].dump());
+        }
+        std::cout << "  picture: " << image["picture"].get<std::string>() << "\n";
       }
     } else if (inspect->parsed()) {
       const auto loaded = distillery::train::load_model(inspect_checkpoint);

@@ -52,6 +52,9 @@ check "compare runs" 0 "$exe" compare "$work/runs/tiny"
 check "predict an image file" 0 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" -T 4 "$work/one.pgm"
 contains "predict prints the class" "predicted" "$work/out.txt"
 check "predict a missing image is bad input" 2 "$exe" predict --checkpoint "$work/runs/tiny/checkpoint.pt" "$work/missing.png"
+check "islands without a GLOM model is bad input" 2 "$exe" islands --model "$work/none.pt" "$work/one.pgm"
+contains "islands names the missing model" "none.pt: no such GLOM model" "$work/out.txt"
+check "islands with a negative object count is bad usage" 2 "$exe" islands --model "$work/none.pt" -k -1 "$work/one.pgm"
 # The same 2-peer group in one process and as 2 processes over Gloo must reach the same errors.
 group=(--config "$source/configs/codistill/mlp-2peers.yaml" "${tiny[@]}" --set train.epochs=2
        --set codistill.exchange_every=5 --set codistill.burn_in=0)

@@ -5,14 +5,17 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <type_traits>
 
+#include "distillery/data/image_input.h"
 #include "distillery/data/scenes.h"
 #include "distillery/experiments/glom.h"
 #include "distillery/nn/glom.h"
 #include "distillery/nn/islands.h"
+#include "distillery/report/image.h"
 #include "test_support.h"
 
 namespace distillery {
@@ -592,6 +595,21 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
     }
   }
   EXPECT_TRUE(classifier_row);
+  // The spread of the per-scene scores: every test scene counted, quantiles in order, and the
+  // median within the scores' range around the mean that the headline reports.
+  const auto& spread = detail.at("top_level_scenes").at("per_patch");
+  EXPECT_EQ(spread.at("scenes").get<int64_t>(), 4);
+  EXPECT_LE(spread.at("p10").get<double>(), spread.at("p25").get<double>());
+  EXPECT_LE(spread.at("p25").get<double>(), spread.at("median").get<double>());
+  EXPECT_LE(spread.at("median").get<double>(), spread.at("p75").get<double>());
+  const double below = spread.at("fraction_below_0.5").get<double>();
+  EXPECT_TRUE(below == 0.0 || below == 0.25 || below == 0.5 || below == 0.75 || below == 1.0) << below;
+  // Of 4 sorted scores the median is the third: below 0.5 exactly when at least three are.
+  EXPECT_EQ(spread.at("median").get<double>() < 0.5, below >= 0.75) << below;
+  for (const char* key : {"fg_ari_upper_levels", "fg_ari_upper_levels_per_pixel", "fg_ari_top_centred", "fg_ari_top_centred_per_pixel"}) {
+    EXPECT_GE(detail.at(key).get<double>(), -1.0) << key;
+    EXPECT_LE(detail.at(key).get<double>(), 1.0) << key;
+  }
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
   EXPECT_TRUE(std::filesystem::exists(options.results_path));
@@ -682,6 +700,65 @@ TEST_F(Glom, StudyContinuesTrainingFromAnEarlierRun) {
   missing.fresh = true;
   EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(missing); }),
               ::testing::HasSubstr("glom.init_from: " + second_dir.path().string() + "/nowhere has no model-seed1.pt"));
+
+  // A damaged model is an input error that names the key and the file, whichever exception LibTorch throws.
+  const auto damaged = second_dir.path() / "damaged";
+  std::filesystem::create_directories(damaged);
+  for (const std::string& bytes : {std::string("not a zip archive"), std::string("PK\x03\x04 truncated")}) {
+    std::ofstream(damaged / "model-seed1.pt", std::ios::binary) << bytes;
+    missing.overrides.back() = "glom.init_from=" + damaged.string();
+    EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(missing); }),
+                ::testing::HasSubstr("glom.init_from: " + (damaged / "model-seed1.pt").string()));
+  }
+}
+
+// `distillery islands`: a trained study model parses an image file. Every ink pixel lands in one
+// island at every level, k-means gives at most the islands asked for, and the picture shows the
+// input and each level side by side.
+TEST_F(Glom, IslandsOfAnImageFileFromAStudyModel) {
+  DISTILLERY_REQUIRE_MNIST();
+  testing::TempDir tmp;
+  auto options = testing::experiment_options(tmp, "glom", "quick");
+  options.overrides = tiny_study();
+  experiments::run_glom_study(options);
+  const std::string model = options.runs_dir + "/glom-quick/model-seed1.pt";
+
+  // A two-digit scene saved the way a user would have it: dark ink on a light 112 x 112 page.
+  const auto scene = data::make_scenes(toy_digits(), 1, data::SceneOptions().max_digits(2).seed(9)).images[0][0];
+  const auto page = 1.0 - torch::nn::functional::interpolate(scene.view({1, 1, 56, 56}),
+                                                              torch::nn::functional::InterpolateFuncOptions()
+                                                                  .size(std::vector<int64_t>{112, 112})
+                                                                  .mode(torch::kNearest))
+                              .view({112, 112});
+  const std::string image = (tmp.path() / "scene.png").string();
+  report::write_png(image, page);
+  const auto prepared = data::prepare_scene(report::read_grey_image(image));
+  ASSERT_EQ(prepared.sizes(), (std::vector<int64_t>{56, 56}));
+  EXPECT_LT((prepared - scene).abs().max().item<double>(), 0.01);  // polarity restored, size halved by area averaging
+  const int64_t ink_pixels = prepared.gt(0.3).sum().item<int64_t>();
+  ASSERT_GT(ink_pixels, 0);
+
+  for (const int64_t objects : {2, 0}) {
+    const auto out = (tmp.path() / ("pictures" + std::to_string(objects))).string();
+    const auto parsed = experiments::parse_image_files(model, {image}, objects, 0.9, out);
+    ASSERT_EQ(parsed.size(), 1u);
+    const auto& levels = parsed[0].at("levels");
+    ASSERT_EQ(levels.size(), 2u);  // tiny_study: 2 levels
+    for (const auto& level : levels) {
+      int64_t total = 0;
+      for (const auto& n : level.at("ink_pixels")) total += n.get<int64_t>();
+      EXPECT_EQ(total, ink_pixels) << level.dump();
+      EXPECT_EQ(level.at("islands").get<size_t>(), level.at("ink_pixels").size());
+      if (objects > 0) EXPECT_LE(level.at("islands").get<int64_t>(), objects);
+    }
+    EXPECT_GE(parsed[0].at("digits").size(), 1u);
+    const auto picture = report::read_grey_image(parsed[0].at("picture").get<std::string>());
+    EXPECT_EQ(picture.size(1), 3 * (4 * 56 + 2) + 2);  // input + 2 levels, each pixel 4 x 4
+  }
+
+  std::filesystem::remove(options.runs_dir + "/glom-quick/model-seed1.yaml");
+  EXPECT_THAT(testing::input_error_message([&] { experiments::parse_image_files(model, {image}, 2, 0.9, tmp.path().string()); }),
+              ::testing::HasSubstr("model-seed1.yaml is not beside it"));
 }
 
 }  // namespace

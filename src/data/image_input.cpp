@@ -38,6 +38,22 @@ torch::Tensor prepare_like_mnist(const torch::Tensor& grey, int64_t size, int64_
   return field.unsqueeze(0);
 }
 
+torch::Tensor prepare_scene(const torch::Tensor& grey, int64_t size) {
+  TORCH_CHECK(grey.dim() == 2, "prepare_scene: expected [H, W], got ", grey.sizes());
+  auto image = grey.to(torch::kFloat32);
+  if (image.mean().item<double>() > 0.5) image = 1.0 - image;
+  if (image.size(0) == size && image.size(1) == size) return image.contiguous();
+  // Area averaging when shrinking keeps thin strokes; bilinear when enlarging.
+  const bool shrink = image.size(0) >= size && image.size(1) >= size;
+  auto resize = torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{size, size});
+  if (shrink) {
+    resize.mode(torch::kArea);
+  } else {
+    resize.mode(torch::kBilinear).align_corners(false);
+  }
+  return torch::nn::functional::interpolate(image.view({1, 1, image.size(0), image.size(1)}), resize).view({size, size}).clamp(0, 1);
+}
+
 torch::Tensor load_image_like_mnist(const std::string& path, int64_t size) {
   return prepare_like_mnist(report::read_grey_image(path), size);
 }

@@ -14,9 +14,11 @@
 
 #include "distillery/config.h"
 #include "distillery/data/dataset.h"
+#include "distillery/data/image_input.h"
 #include "distillery/data/scenes.h"
 #include "distillery/error.h"
 #include "distillery/nn/glom.h"
+#include "distillery/nn/glom_parse.h"
 #include "distillery/nn/islands.h"
 #include "distillery/nn/model_spec.h"
 #include "distillery/report/html.h"
@@ -186,7 +188,11 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
     try {
       torch::load(model, init_path);
     } catch (const c10::Error& e) {
-      throw InputError(fmt::format("glom.init_from: {} does not fit this model's options: {}", init_path, e.what_without_backtrace()));
+      throw InputError(fmt::format("glom.init_from: {} does not fit this model's options, or is damaged: {}", init_path,
+                                   e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      // LibTorch reports some damaged archives as std::runtime_error (train/checkpoint.cpp).
+      throw InputError(fmt::format("glom.init_from: {} is not a readable model (corrupt or truncated?): {}", init_path, e.what()));
     }
     spdlog::info("glom: seed {} {} continues from {}", seed, variant.name(), init_path);
   }
@@ -278,6 +284,13 @@ struct LayoutScores {
   std::vector<std::vector<std::vector<double>>> kmeans_ari;
   std::vector<std::vector<double>> pixel_ari;      // [level], final iteration, islands read out per pixel
   std::vector<std::vector<double>> spectral_ari;   // [level], final iteration, normalised cut of the agreement graph
+  // Final iteration, the levels above 0 side by side (each L2-normalised, so each counts equally):
+  // the islands of every part-whole level at once, per patch and per pixel.
+  std::vector<double> upper_levels_ari, upper_levels_pixel_ari;
+  // Final iteration, top level, the image's mean ink embedding subtracted first: a component that
+  // every location shares says nothing about which digit a location belongs to, yet it dominates
+  // the cosine between them.
+  std::vector<double> centred_ari, centred_pixel_ari;
   std::vector<double> class_ari;  // final iteration: each ink patch labelled by the top level's classifier (not islands)
   std::vector<std::vector<double>> threshold_ari;  // [level], final iteration
   std::vector<std::vector<double>> island_count;   // [level], islands among ink patches, final iteration
@@ -323,6 +336,19 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
           const auto emb = history[t][i].select(1, l);
           s.kmeans_ari[t][l].push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(emb, ink, grid, patch, k, 1, true)));
         }
+      }
+      if (levels > 1) {
+        namespace F = torch::nn::functional;
+        const auto upper = F::normalize(final_levels[i].narrow(1, 1, levels - 1), F::NormalizeFuncOptions().dim(-1)).reshape({grid * grid, -1});
+        s.upper_levels_ari.push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(upper, ink, grid, patch, k, 1, true)));
+        s.upper_levels_pixel_ari.push_back(nn::foreground_ari(mask, nn::cluster_ink_pixels(upper, ink, grid, patch, k, 1, true)));
+      }
+      {
+        const auto emb = final_levels[i].select(1, levels - 1);
+        const auto on_ink = ink.reshape({-1, 1}).to(emb.dtype());
+        const auto centred = emb - (emb * on_ink).sum(0, true) / on_ink.sum().clamp_min(1.0);
+        s.centred_ari.push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(centred, ink, grid, patch, k, 1, true)));
+        s.centred_pixel_ari.push_back(nn::foreground_ari(mask, nn::cluster_ink_pixels(centred, ink, grid, patch, k, 1, true)));
       }
       s.class_ari.push_back(nn::foreground_ari(mask, nn::classify_ink_patches(location_logits[i], ink, grid, patch, k)));
       for (int64_t l = 0; l < levels; ++l) {
@@ -417,28 +443,6 @@ MnistAccuracy mnist_accuracy(nn::Glom& model, const data::Scenes& digits, const 
   return {100.0 * double(head) / double(digits.size()), 100.0 * double(vote) / double(digits.size())};
 }
 
-// A colour per island; -1 (no ink) shows the input in grey.
-torch::Tensor colour_map(const torch::Tensor& labels_pixels, const torch::Tensor& image) {
-  static const float palette[8][3] = {{0.95f, 0.25f, 0.2f}, {0.2f, 0.6f, 0.95f}, {0.3f, 0.85f, 0.3f}, {0.95f, 0.8f, 0.2f},
-                                      {0.75f, 0.35f, 0.9f}, {0.2f, 0.85f, 0.8f}, {0.95f, 0.55f, 0.2f}, {0.6f, 0.6f, 0.6f}};
-  const int64_t h = image.size(0), w = image.size(1);
-  auto out = torch::empty({3, h, w});
-  auto o = out.accessor<float, 3>();
-  const auto img = image.contiguous();
-  const auto lab = labels_pixels.to(torch::kInt64).contiguous();
-  auto ia = img.accessor<float, 2>();
-  auto la = lab.accessor<int64_t, 2>();
-  for (int64_t r = 0; r < h; ++r) {
-    for (int64_t c = 0; c < w; ++c) {
-      const int64_t label = la[r][c];
-      for (int ch = 0; ch < 3; ++ch) {
-        o[ch][r][c] = label < 0 ? 0.25f * ia[r][c] : palette[label % 8][ch] * (0.35f + 0.65f * ia[r][c]);
-      }
-    }
-  }
-  return out;
-}
-
 // For a few scenes: rows = levels (and the masks), columns = iterations; k-means islands on the ink
 // patches as colours over the input. Labels of two clusters are aligned across iterations so that
 // a colour keeps its island.
@@ -456,7 +460,7 @@ torch::Tensor island_pictures(nn::Glom& model, const data::Scenes& scenes, int64
     const int64_t k = scenes.num_digits[i].item<int64_t>();
     // The masks, then for each level every iteration.
     auto truth = scenes.masks[i].clone() - 1;
-    for (int64_t t = 0; t <= iterations; ++t) cells.push_back(t == 0 ? colour_map(truth, image) : torch::zeros({3, 56, 56}));
+    for (int64_t t = 0; t <= iterations; ++t) cells.push_back(t == 0 ? report::colour_islands(truth, image) : torch::zeros({3, 56, 56}));
     for (int64_t l = 0; l < level_rows; ++l) {
       torch::Tensor reference;
       std::vector<torch::Tensor> row;
@@ -467,7 +471,7 @@ torch::Tensor island_pictures(nn::Glom& model, const data::Scenes& scenes, int64
           if (swapped.eq(reference).sum().item<int64_t>() > labels.eq(reference).sum().item<int64_t>()) labels = swapped;
         }
         reference = labels;
-        row.push_back(colour_map(labels, image));
+        row.push_back(report::colour_islands(labels, image));
       }
       for (auto it = row.rbegin(); it != row.rend(); ++it) cells.push_back(*it);
     }
@@ -486,6 +490,60 @@ json matrix_json(const std::vector<std::vector<double>>& m) {
 }
 
 }  // namespace
+
+nn::Glom load_glom_model(const std::string& model_path) {
+  if (!fs::exists(model_path)) throw InputError(fmt::format("{}: no such GLOM model", model_path));
+  const std::string recorded = training_config_path(model_path);
+  if (!fs::exists(recorded)) {
+    throw InputError(fmt::format("{}: the training config {} is not beside it (a study's glom-<profile> folder keeps both)",
+                                 model_path, recorded));
+  }
+  const std::string name = fs::path(model_path).filename().string();
+  Variant variant;
+  variant.attention = name.find("noattention") == std::string::npos;
+  variant.shared_columns = name.find("unshared") == std::string::npos;
+  nn::Glom model(model_options(Config::load(recorded), variant));
+  try {
+    torch::load(model, model_path);
+  } catch (const std::exception& e) {
+    throw InputError(fmt::format("{}: not a GLOM model of the options in {} (corrupt, or trained with others)", model_path, recorded));
+  }
+  model->eval();
+  return model;
+}
+
+json parse_image_files(const std::string& model_path, const std::vector<std::string>& images, int64_t objects, double threshold,
+                       const std::string& out_dir) {
+  if (objects < 0) throw InputError(fmt::format("--objects: expected 0 (islands by agreement) or more, got {}", objects));
+  auto model = load_glom_model(model_path);
+  const int64_t size = model->options_.image_size();
+  fs::create_directories(out_dir);
+  json parsed = json::array();
+  for (const auto& path : images) {
+    const auto scene = data::prepare_scene(report::read_grey_image(path), size);
+    const auto parse = nn::parse_scene(model, scene, objects, threshold);
+    // The input, then each level's islands over it, side by side, each pixel shown 4 x 4.
+    auto enlarge = [](const torch::Tensor& t) { return t.repeat_interleave(4, 1).repeat_interleave(4, 2); };
+    std::vector<torch::Tensor> tiles = {enlarge(scene.unsqueeze(0).expand({3, size, size}))};
+    json levels = json::array();
+    for (size_t l = 0; l < parse.islands.size(); ++l) {
+      tiles.push_back(enlarge(report::colour_islands(parse.islands[l], scene)));
+      levels.push_back({{"level", l}, {"islands", parse.island_ink[l].size()}, {"ink_pixels", parse.island_ink[l]}});
+    }
+    const std::string picture = (fs::path(out_dir) / (fs::path(path).stem().string() + "-islands.png")).string();
+    report::write_file_atomic(picture, report::encode_png(report::image_grid(torch::stack(tiles), int64_t(tiles.size()))));
+    json digits = json::array();
+    const auto order = parse.class_probabilities.argsort(0, /*descending=*/true);
+    for (int64_t i = 0; i < order.numel(); ++i) {
+      const int64_t c = order[i].item<int64_t>();
+      const double p = parse.class_probabilities[c].item<double>();
+      if (p < 0.5 && i > 0) break;  // the digits present, and at least the likeliest one
+      digits.push_back({{"class", c}, {"probability", p}});
+    }
+    parsed.push_back({{"image", path}, {"picture", picture}, {"digits", digits}, {"levels", levels}});
+  }
+  return parsed;
+}
 
 json run_glom_study(const ExperimentOptions& options) {
   if (options.profile != "quick" && options.profile != "paper") {
@@ -747,6 +805,12 @@ json run_glom_study(const ExperimentOptions& options) {
     }
     detail[layout] = {{"fg_ari_iteration_level", matrix_json(per)},
                       {"top_level_scenes", {{"per_patch", scene_distribution(top_patch)}, {"per_pixel", scene_distribution(top_pixel)}}},
+                      {"fg_ari_upper_levels", finite_or_null(mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].upper_levels_ari); })))},
+                      {"fg_ari_top_centred", finite_or_null(mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].centred_ari); })))},
+                      {"fg_ari_top_centred_per_pixel",
+                       finite_or_null(mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].centred_pixel_ari); })))},
+                      {"fg_ari_upper_levels_per_pixel",
+                       finite_or_null(mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].upper_levels_pixel_ari); })))},
                       {"fg_ari_per_pixel_level", matrix_json({pix})[0]},
                       {"fg_ari_spectral_level", matrix_json({spec})[0]},
                       {"fg_ari_threshold_level", matrix_json({thr})[0]},

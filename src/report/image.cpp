@@ -83,4 +83,27 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
+torch::Tensor colour_islands(const torch::Tensor& labels, const torch::Tensor& image) {
+  TORCH_CHECK(image.dim() == 2 && labels.sizes() == image.sizes(), "colour_islands: labels ", labels.sizes(), " and image ",
+              image.sizes(), " must both be [H, W]");
+  static const float palette[8][3] = {{0.95f, 0.25f, 0.2f}, {0.2f, 0.6f, 0.95f}, {0.3f, 0.85f, 0.3f}, {0.95f, 0.8f, 0.2f},
+                                      {0.75f, 0.35f, 0.9f}, {0.2f, 0.85f, 0.8f}, {0.95f, 0.55f, 0.2f}, {0.6f, 0.6f, 0.6f}};
+  const int64_t h = image.size(0), w = image.size(1);
+  auto out = torch::empty({3, h, w});
+  auto o = out.accessor<float, 3>();
+  const auto img = image.to(torch::kFloat32).contiguous();
+  const auto lab = labels.to(torch::kInt64).contiguous();
+  auto ia = img.accessor<float, 2>();
+  auto la = lab.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < h; ++r) {
+    for (int64_t c = 0; c < w; ++c) {
+      const int64_t label = la[r][c];
+      for (int ch = 0; ch < 3; ++ch) {
+        o[ch][r][c] = label < 0 ? 0.25f * ia[r][c] : palette[label % 8][ch] * (0.35f + 0.65f * ia[r][c]);
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace distillery::report

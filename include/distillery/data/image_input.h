@@ -13,4 +13,8 @@ torch::Tensor prepare_like_mnist(const torch::Tensor& grey, int64_t size = 28, i
 /// Reads a PNG/PGM/JPEG/BMP file and prepares it like MNIST.
 torch::Tensor load_image_like_mnist(const std::string& path, int64_t size = 28);
 
+/// A scene for GLOM: grey [H, W] in [0, 1] (either polarity) -> [size, size], light ink on dark,
+/// the whole image resized (nothing cropped or centred: the digits keep their places).
+torch::Tensor prepare_scene(const torch::Tensor& grey, int64_t size = 56);
+
 }  // namespace distillery::data

@@ -18,6 +18,10 @@ torch::Tensor image_grid(const torch::Tensor& images, int64_t columns, int64_t p
 /// Reads a PNG, PGM, JPEG or BMP file as grey [H, W] float in [0, 1]; InputError if it cannot.
 torch::Tensor read_grey_image(const std::string& path);
 
+/// Islands as colours over a grey image: labels [H, W] (island index, -1 for none) and image [H, W]
+/// in [0, 1] -> [3, H, W]; a colour per island (8, repeating), the input in dim grey where -1.
+torch::Tensor colour_islands(const torch::Tensor& labels, const torch::Tensor& image);
+
 /// Base64 of bytes, for data: URIs.
 std::string base64(const std::string& bytes);
 
