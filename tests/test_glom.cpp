@@ -756,13 +756,20 @@ TEST_F(Glom, IslandsOfAnImageFileFromAStudyModel) {
       for (const auto& n : level.at("ink_pixels")) total += n.get<int64_t>();
       EXPECT_EQ(total, ink_pixels) << level.dump();
       EXPECT_EQ(level.at("islands").get<size_t>(), level.at("ink_pixels").size());
-      if (objects > 0) EXPECT_LE(level.at("islands").get<int64_t>(), objects);
+      if (objects > 0) {
+        EXPECT_LE(level.at("islands").get<int64_t>(), objects);
+      }
     }
     EXPECT_GE(parsed[0].at("digits").size(), 1u);
     const auto picture = report::read_grey_image(parsed[0].at("picture").get<std::string>());
     EXPECT_EQ(picture.size(1), 3 * (4 * 56 + 2) + 2);  // input + 2 levels, each pixel 4 x 4
   }
 
+  const std::string broken = options.runs_dir + "/glom-quick/broken.pt";
+  std::ofstream(broken, std::ios::binary) << "not a model";
+  std::filesystem::copy_file(options.runs_dir + "/glom-quick/model-seed1.yaml", options.runs_dir + "/glom-quick/broken.yaml");
+  EXPECT_THAT(testing::input_error_message([&] { experiments::parse_image_files(broken, {image}, 2, 0.9, tmp.path().string()); }),
+              ::testing::HasSubstr("broken.pt: not a GLOM model of the options in"));
   std::filesystem::remove(options.runs_dir + "/glom-quick/model-seed1.yaml");
   EXPECT_THAT(testing::input_error_message([&] { experiments::parse_image_files(model, {image}, 2, 0.9, tmp.path().string()); }),
               ::testing::HasSubstr("model-seed1.yaml is not beside it"));

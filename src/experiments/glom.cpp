@@ -503,10 +503,16 @@ nn::Glom load_glom_model(const std::string& model_path) {
   variant.attention = name.find("noattention") == std::string::npos;
   variant.shared_columns = name.find("unshared") == std::string::npos;
   nn::Glom model(model_options(Config::load(recorded), variant));
+  const auto unfit = [&](const std::string& why) {
+    return InputError(fmt::format("{}: not a GLOM model of the options in {} (corrupt, or trained with others): {}", model_path,
+                                  recorded, why));
+  };
   try {
     torch::load(model, model_path);
+  } catch (const c10::Error& e) {
+    throw unfit(e.what_without_backtrace());
   } catch (const std::exception& e) {
-    throw InputError(fmt::format("{}: not a GLOM model of the options in {} (corrupt, or trained with others)", model_path, recorded));
+    throw unfit(e.what());
   }
   model->eval();
   return model;
