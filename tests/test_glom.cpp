@@ -602,8 +602,8 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   }
   EXPECT_TRUE(classifier_row);
   EXPECT_EQ(centred_rows, 2);
-  // The spread of the per-scene scores: every test scene counted, quantiles in order, and the
-  // median within the scores' range around the mean that the headline reports.
+  // The spread of the per-scene scores: every test scene counted, quantiles in order, the fraction
+  // below 0.5 counted over the 4 scenes and consistent with the median.
   const auto& spread = detail.at("top_level_scenes").at("per_patch");
   EXPECT_EQ(spread.at("scenes").get<int64_t>(), 4);
   EXPECT_LE(spread.at("p10").get<double>(), spread.at("p25").get<double>());
@@ -613,10 +613,6 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   EXPECT_TRUE(below == 0.0 || below == 0.25 || below == 0.5 || below == 0.75 || below == 1.0) << below;
   // Of 4 sorted scores the median is the third: below 0.5 exactly when at least three are.
   EXPECT_EQ(spread.at("median").get<double>() < 0.5, below >= 0.75) << below;
-  for (const char* key : {"fg_ari_upper_levels", "fg_ari_upper_levels_per_pixel"}) {
-    EXPECT_GE(detail.at(key).get<double>(), -1.0) << key;
-    EXPECT_LE(detail.at(key).get<double>(), 1.0) << key;
-  }
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
   EXPECT_TRUE(std::filesystem::exists(options.results_path));

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -164,6 +165,19 @@ void check_training_config(const std::string& model_path, const Config& c) {
   }
 }
 
+// torch::load; LibTorch's reason if it cannot: c10::Error (a damaged zip, other shapes; its backtrace
+// left out) or std::runtime_error (damaged TorchScript inside, train/checkpoint.cpp).
+std::optional<std::string> load_failure(nn::Glom& model, const std::string& path) {
+  try {
+    torch::load(model, path);
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    return std::string(e.what());
+  }
+  return std::nullopt;
+}
+
 // Trains one model (or loads its checkpoint); appends progress to metrics.
 nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const Variant& variant, const std::string& path,
                      bool fresh, report::MetricsWriter& metrics, double* train_seconds) {
@@ -185,14 +199,8 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
       throw InputError(fmt::format("glom.init_from: {} has no {} (a --runs folder's glom-<profile> folder is expected)",
                                    init_folder, fs::path(path).filename().string()));
     }
-    try {
-      torch::load(model, init_path);
-    } catch (const c10::Error& e) {
-      throw InputError(fmt::format("glom.init_from: {} does not fit this model's options, or is damaged: {}", init_path,
-                                   e.what_without_backtrace()));
-    } catch (const std::exception& e) {
-      // LibTorch reports some damaged archives as std::runtime_error (train/checkpoint.cpp).
-      throw InputError(fmt::format("glom.init_from: {} is not a readable model (corrupt or truncated?): {}", init_path, e.what()));
+    if (const auto why = load_failure(model, init_path)) {
+      throw InputError(fmt::format("glom.init_from: {} does not fit this model's options, or is damaged: {}", init_path, *why));
     }
     spdlog::info("glom: seed {} {} continues from {}", seed, variant.name(), init_path);
   }
@@ -284,9 +292,6 @@ struct LayoutScores {
   std::vector<std::vector<std::vector<double>>> kmeans_ari;
   std::vector<std::vector<double>> pixel_ari;      // [level], final iteration, islands read out per pixel
   std::vector<std::vector<double>> spectral_ari;   // [level], final iteration, normalised cut of the agreement graph
-  // Final iteration, the levels above 0 side by side (each L2-normalised, so each counts equally):
-  // the islands of every part-whole level at once, per patch and per pixel.
-  std::vector<double> upper_levels_ari, upper_levels_pixel_ari;
   // Final iteration, top level, the image's mean ink embedding subtracted first: a component that
   // every location shares says nothing about which digit a location belongs to, yet it dominates
   // the cosine between them.
@@ -336,12 +341,6 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
           const auto emb = history[t][i].select(1, l);
           s.kmeans_ari[t][l].push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(emb, ink, grid, patch, k, 1, true)));
         }
-      }
-      if (levels > 1) {
-        namespace F = torch::nn::functional;
-        const auto upper = F::normalize(final_levels[i].narrow(1, 1, levels - 1), F::NormalizeFuncOptions().dim(-1)).reshape({grid * grid, -1});
-        s.upper_levels_ari.push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(upper, ink, grid, patch, k, 1, true)));
-        s.upper_levels_pixel_ari.push_back(nn::foreground_ari(mask, nn::cluster_ink_pixels(upper, ink, grid, patch, k, 1, true)));
       }
       {
         const auto emb = final_levels[i].select(1, levels - 1);
@@ -503,16 +502,9 @@ nn::Glom load_glom_model(const std::string& model_path) {
   variant.attention = name.find("noattention") == std::string::npos;
   variant.shared_columns = name.find("unshared") == std::string::npos;
   nn::Glom model(model_options(Config::load(recorded), variant));
-  const auto unfit = [&](const std::string& why) {
-    return InputError(fmt::format("{}: not a GLOM model of the options in {} (corrupt, or trained with others): {}", model_path,
-                                  recorded, why));
-  };
-  try {
-    torch::load(model, model_path);
-  } catch (const c10::Error& e) {
-    throw unfit(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw unfit(e.what());
+  if (const auto why = load_failure(model, model_path)) {
+    throw InputError(fmt::format("{}: not a GLOM model of the options in {} (corrupt, or trained with others): {}", model_path,
+                                 recorded, *why));
   }
   model->eval();
   return model;
@@ -825,9 +817,6 @@ json run_glom_study(const ExperimentOptions& options) {
     }
     detail[layout] = {{"fg_ari_iteration_level", matrix_json(per)},
                       {"top_level_scenes", {{"per_patch", scene_distribution(top_patch)}, {"per_pixel", scene_distribution(top_pixel)}}},
-                      {"fg_ari_upper_levels", finite_or_null(mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].upper_levels_ari); })))},
-                      {"fg_ari_upper_levels_per_pixel",
-                       finite_or_null(mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].upper_levels_pixel_ari); })))},
                       {"fg_ari_per_pixel_level", matrix_json({pix})[0]},
                       {"fg_ari_spectral_level", matrix_json({spec})[0]},
                       {"fg_ari_threshold_level", matrix_json({thr})[0]},
