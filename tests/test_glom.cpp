@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -540,7 +541,8 @@ TEST_F(Glom, TrainingLowersTheLoss) {
 // The whole GLOM study on a model small enough to train in seconds (2 levels, 2 iterations, 3 steps).
 std::vector<std::string> tiny_study() {
   return {"glom.levels=2", "glom.radii=[1, 2]", "glom.dim=8", "glom.hidden=8", "glom.iterations=2", "glom.steps=3",
-          "glom.batch=4", "glom.train_scenes=32", "glom.test_scenes=4", "glom.mnist_test=20", "glom.train_ablation=false"};
+          "glom.batch=4", "glom.train_scenes=32", "glom.test_scenes=4", "glom.validation_scenes=4", "glom.mnist_test=20",
+          "glom.train_ablation=false"};
 }
 
 TEST_F(Glom, StudyExperimentWritesSettlingScores) {
@@ -549,8 +551,10 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   auto options = testing::experiment_options(tmp, "glom", "quick");
   options.overrides = tiny_study();
   options.overrides.push_back("glom.settle_iterations=4");
+  options.overrides.push_back("glom.train_layout=touching");
   const auto results = experiments::run_glom_study(options);
   EXPECT_EQ(results.at("experiment"), "glom");
+  EXPECT_THAT(results.at("notes")[0].get<std::string>(), ::testing::HasSubstr("the rest 2-3 digits laid out touching"));
   const auto& per_iteration = results.at("detail").at("touching").at("fg_ari_iteration_level");
   ASSERT_EQ(per_iteration.size(), 5u);  // start, 2 trained iterations, 2 more of settling
   bool settled = false;
@@ -613,6 +617,40 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   EXPECT_TRUE(below == 0.0 || below == 0.25 || below == 0.5 || below == 0.75 || below == 1.0) << below;
   // Of 4 sorted scores the median is the third: below 0.5 exactly when at least three are.
   EXPECT_EQ(spread.at("median").get<double>() < 0.5, below >= 0.75) << below;
+  // The readout chosen on the validation scenes: the best of the ranking, and its row is that
+  // readout's score on the test scenes, as the detail or its own row reports it.
+  std::map<std::string, double> row_value;
+  for (const auto& row : results.at("rows")) {
+    if (row.at("ours").is_number()) row_value[row.at("id").get<std::string>()] = row.at("ours").get<double>();
+  }
+  for (const std::string layout : {"touching", "overlapping"}) {
+    const auto& chosen = results.at("detail").at(layout).at("validated_readout");
+    EXPECT_EQ(chosen.at("scenes").get<int64_t>(), 4);
+    const auto& ranking = chosen.at("best_on_validation");
+    ASSERT_EQ(ranking.size(), 5u);
+    EXPECT_EQ(ranking[0].at("readout"), chosen.at("readout"));
+    for (size_t r = 1; r < ranking.size(); ++r) {
+      EXPECT_GE(ranking[r - 1].at("validation").get<double>(), ranking[r].at("validation").get<double>());
+    }
+    const std::string name = chosen.at("readout").get<std::string>();
+    const auto& d = results.at("detail").at(layout);
+    int level = -1, iteration = -1;
+    double expected = std::nan("");
+    if (std::sscanf(name.c_str(), "k-means per patch, level %d, iteration %d", &level, &iteration) == 2) {
+      expected = d.at("fg_ari_iteration_level")[iteration][level].get<double>();
+    } else if (std::sscanf(name.c_str(), "k-means per pixel, level %d", &level) == 1) {
+      expected = d.at("fg_ari_per_pixel_level")[level].get<double>();
+    } else if (std::sscanf(name.c_str(), "normalised cut, level %d", &level) == 1) {
+      expected = d.at("fg_ari_spectral_level")[level].get<double>();
+    } else if (name == "centred k-means per patch, top level") {
+      expected = row_value.at("fg_ari_centred_" + layout);
+    } else if (name == "centred k-means per pixel, top level") {
+      expected = row_value.at("fg_ari_centred_per_pixel_" + layout);
+    }
+    ASSERT_TRUE(std::isfinite(expected)) << "unknown readout " << name;
+    EXPECT_DOUBLE_EQ(row_value.at("fg_ari_validated_" + layout), expected) << name;
+    EXPECT_DOUBLE_EQ(chosen.at("test").get<double>(), expected) << name;
+  }
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/report.html"));
   EXPECT_TRUE(std::filesystem::exists(options.runs_dir + "/glom-quick/model-seed1.pt"));
   EXPECT_TRUE(std::filesystem::exists(options.results_path));

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -119,7 +120,8 @@ TrainSet training_scenes(const data::Dataset& train_digits, const Config& c) {
     images.push_back(s.images), labels.push_back(s.labels);
   }
   if (total - singles > 0) {
-    auto s = data::make_scenes(train_digits, total - singles, data::SceneOptions().min_digits(2).max_digits(3).seed(102));
+    const auto layout = data::parse_scene_layout(c.get_string("glom.train_layout"), "glom.train_layout");
+    auto s = data::make_scenes(train_digits, total - singles, data::SceneOptions().min_digits(2).max_digits(3).layout(layout).seed(102));
     images.push_back(s.images), labels.push_back(s.labels);
   }
   return {torch::cat(images), torch::cat(labels)};
@@ -141,7 +143,7 @@ double recorded_train_seconds(const std::string& metrics_path, int64_t seed, con
 
 // Keys that change only how trained models are scored, not what is trained.
 bool shapes_training(const std::string& key) {
-  static const std::set<std::string> scoring = {"glom.seeds", "glom.test_scenes", "glom.mnist_test", "glom.settle_iterations",
+  static const std::set<std::string> scoring = {"glom.seeds", "glom.test_scenes", "glom.validation_scenes", "glom.mnist_test", "glom.settle_iterations",
                                                 "glom.threshold", "glom.train_ablation", "glom.train_unshared"};
   return key.rfind("glom.", 0) == 0 && scoring.count(key) == 0;
 }
@@ -370,6 +372,21 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
   return s;
 }
 
+// Every island readout a reader could pick: k-means per patch at each level and iteration, per
+// pixel and by normalised cut at each level, the top level centred. Name and per-scene FG-ARI.
+std::vector<std::pair<std::string, const std::vector<double>*>> island_readouts(const LayoutScores& s) {
+  std::vector<std::pair<std::string, const std::vector<double>*>> out;
+  const size_t levels = s.pixel_ari.size();
+  for (size_t t = 1; t < s.kmeans_ari.size(); ++t) {
+    for (size_t l = 0; l < levels; ++l) out.push_back({fmt::format("k-means per patch, level {}, iteration {}", l, t), &s.kmeans_ari[t][l]});
+  }
+  for (size_t l = 0; l < levels; ++l) out.push_back({fmt::format("k-means per pixel, level {}", l), &s.pixel_ari[l]});
+  for (size_t l = 0; l < levels; ++l) out.push_back({fmt::format("normalised cut, level {}", l), &s.spectral_ari[l]});
+  out.push_back({"centred k-means per patch, top level", &s.centred_ari});
+  out.push_back({"centred k-means per pixel, top level", &s.centred_pixel_ari});
+  return out;
+}
+
 // Baselines on the same scenes: connected components of the ink; k-means on raw patch pixels plus
 // position (the position weight that scores best on these scenes is reported, to favour the baseline).
 // Beside them a reference for any labelling of ink patches: each given its majority digit from the
@@ -568,6 +585,17 @@ json run_glom_study(const ExperimentOptions& options) {
                                            data::SceneOptions().min_digits(2).max_digits(2).seed(1001 + i)
                                                .layout(data::parse_scene_layout(kLayouts[i])));
   }
+  // Validation scenes, for choosing a readout (level, iteration, clustering) without looking at the
+  // test scenes: new scenes of MNIST-train digits (training saw the digits, not these scenes).
+  const int64_t validation_count = config.get_int("glom.validation_scenes");
+  std::map<std::string, data::Scenes> validations;
+  if (validation_count > 0) {
+    for (const std::string layout : {"touching", "overlapping"}) {
+      validations[layout] = data::make_scenes(train_digits, validation_count,
+                                              data::SceneOptions().min_digits(2).max_digits(2).seed(layout == "touching" ? 2001 : 2002)
+                                                  .layout(data::parse_scene_layout(layout)));
+    }
+  }
   const auto mnist_digits = test_digits.head(config.get_int("glom.mnist_test"));
   // MNIST test digits, each centred on the 56 x 56 canvas.
   data::Scenes centred;
@@ -590,7 +618,8 @@ json run_glom_study(const ExperimentOptions& options) {
   // Test-time settling: 0 means the trained count.
   const int64_t settle = std::max(iterations, config.get_int("glom.settle_iterations"));
   // Per seed: [layout] -> scores.
-  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), trained_off(seeds.size()), unshared(seeds.size());
+  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), validation(seeds.size()), trained_off(seeds.size()),
+      unshared(seeds.size());
   std::vector<double> mnist(seeds.size()), mnist_vote(seeds.size()), mnist_off(seeds.size()), mnist_unshared(seeds.size()), train_seconds(seeds.size()),
       unshared_seconds(seeds.size());
   int64_t parameters = 0, unshared_parameters = 0;
@@ -600,6 +629,7 @@ json run_glom_study(const ExperimentOptions& options) {
                              metrics, &train_seconds[s]);
     parameters = nn::count_parameters(*model);
     for (const auto& layout : kLayouts) scores[s][layout] = score_islands(model, tests[layout], threshold, settle);
+    for (const auto& [layout, scenes] : validations) validation[s][layout] = score_islands(model, scenes, threshold, settle);
     const auto accuracy = mnist_accuracy(model, centred, mnist_digits.labels);
     mnist[s] = accuracy.head, mnist_vote[s] = accuracy.vote;
     spdlog::info("glom seed {}: top-level FG-ARI touching {:.3f} overlapping {:.3f} separated {:.3f}, MNIST {:.2f}%", seeds[s],
@@ -739,6 +769,31 @@ json run_glom_study(const ExperimentOptions& options) {
                                       "GLOM top level beats the best trivial baseline on " + layout + " scenes, each readout against its own",
                                       "yes", beats ? "yes" : fmt::format("no ({})", fmt::join(lost, "; ")), ""));
   }
+  // The readout chosen on the validation scenes, scored on the test scenes.
+  std::map<std::string, json> chosen_readouts;
+  for (const auto& [layout, scenes] : validations) {
+    const size_t candidates = island_readouts(validation[0][layout]).size();
+    std::vector<std::pair<double, size_t>> ranked;
+    for (size_t c = 0; c < candidates; ++c) {
+      const double mean = mean_of(over_seeds([&](size_t s) { return mean_of(*island_readouts(validation[s][layout])[c].second); }));
+      ranked.push_back({std::isfinite(mean) ? mean : -std::numeric_limits<double>::infinity(), c});  // NaN would break the sort
+    }
+    std::sort(ranked.begin(), ranked.end(), std::greater<>());
+    const auto [validated, best] = ranked.front();
+    const std::string name = island_readouts(scores[0][layout])[best].first;
+    const auto test = over_seeds([&](size_t s) { return mean_of(*island_readouts(scores[s][layout])[best].second); });
+    rows.push_back(report::result_row("fg_ari_validated_" + layout,
+                                      fmt::format("  the readout chosen on {} validation scenes (new scenes of MNIST-train digits): {} "
+                                                  "(validation {:.3f}), {} (sd {:.3f})",
+                                                  scenes.size(), name, validated, layout, sd_of(test)),
+                                      nullptr, finite_or_null(mean_of(test)), "ARI"));
+    json runners_up = json::array();
+    for (size_t r = 0; r < std::min<size_t>(5, ranked.size()); ++r) {
+      runners_up.push_back({{"readout", island_readouts(scores[0][layout])[ranked[r].second].first}, {"validation", finite_or_null(ranked[r].first)}});
+    }
+    chosen_readouts[layout] = {{"scenes", scenes.size()}, {"readout", name}, {"validation", finite_or_null(validated)},
+                               {"test", finite_or_null(mean_of(test))}, {"best_on_validation", runners_up}};
+  }
   {
     const auto wb = over_seeds([&](size_t s) { return mean_of(scores[s]["touching"].within_between[top]); });
     rows.push_back(report::result_row("within_minus_between",
@@ -826,16 +881,19 @@ json run_glom_study(const ExperimentOptions& options) {
                       {"islands_level", matrix_json({count})[0]},
                       {"per_seed", per_seed},
                       {"baselines", baselines[layout]}};
+    if (chosen_readouts.count(layout)) detail[layout]["validated_readout"] = chosen_readouts[layout];
   }
 
   json notes = json::array();
   notes.push_back(fmt::format("Model: {} levels x {} dims, {} iterations, {}x{} patches (a {}x{} grid), radii {}, beta {} x {}^level; "
-                              "trained {} steps x {} scenes per seed on {} MNIST-train scenes ({:.0f}% single digits, the rest 2-3 digits at random positions), "
+                              "trained {} steps x {} scenes per seed on {} MNIST-train scenes ({:.0f}% single digits, the rest 2-3 digits {}), "
                               "with denoising, the island regulariser, InfoNCE push-apart and image-level multi-labels (MIL). No masks in training.",
                               levels, config.get_int("glom.dim"), iterations, patch, patch, 56 / patch, 56 / patch,
                               fmt::join(config.get_int_list("glom.radii"), ","), config.get_double("glom.beta"),
                               config.get_double("glom.beta_growth"), config.get_int("glom.steps"), config.get_int("glom.batch"),
-                              config.get_int("glom.train_scenes"), 100 * config.get_double("glom.single_fraction")));
+                              config.get_int("glom.train_scenes"), 100 * config.get_double("glom.single_fraction"),
+                              config.get_string("glom.train_layout") == "any" ? std::string("at random positions")
+                                                                              : "laid out " + config.get_string("glom.train_layout")));
   if (!config.get_string("glom.init_from").empty()) {
     notes.push_back(fmt::format("Continued: each model started from the same seed's model in {} (its own training config is kept "
                                 "beside it), so the steps above come on top of that training, with a new cosine decay from "
