@@ -682,6 +682,14 @@ TEST_F(Glom, StudyReusesModelsOnlyForTheirTrainingConfig) {
   EXPECT_THAT(message, ::testing::HasSubstr("model-seed1.pt was trained with glom.steps = 3, this run asks for 4"));
   EXPECT_EQ(std::filesystem::last_write_time(model), trained_at);
 
+  // A damaged checkpoint in the folder is an input error naming it, and it is left as it was.
+  options.overrides = tiny;
+  const auto trained_bytes = std::filesystem::file_size(model);
+  std::filesystem::resize_file(model, trained_bytes / 2);
+  EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(options); }),
+              ::testing::HasSubstr(model + " is damaged or does not fit this run's model"));
+  EXPECT_EQ(std::filesystem::file_size(model), trained_bytes / 2);
+
   options.overrides = tiny;
   options.overrides.back() = "glom.train_iterations=[3, 1]";
   options.fresh = true;

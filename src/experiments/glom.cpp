@@ -187,7 +187,10 @@ nn::Glom train_model(const Config& c, const TrainSet& train, int64_t seed, const
   nn::Glom model(model_options(c, variant));
   if (!fresh && fs::exists(path)) {
     check_training_config(path, c);
-    torch::load(model, path);
+    if (const auto why = load_failure(model, path)) {
+      throw InputError(fmt::format("{} is damaged or does not fit this run's model: {}; rerun with --fresh to retrain it, or choose "
+                                   "another --runs folder", path, *why));
+    }
     spdlog::info("glom: loaded {}", path);
     *train_seconds = recorded_train_seconds((fs::path(path).parent_path() / "metrics.jsonl").string(), seed, variant, c.get_int("glom.steps"));
     return model;
@@ -771,7 +774,10 @@ json run_glom_study(const ExperimentOptions& options) {
   }
   // The readout chosen on the validation scenes, scored on the test scenes.
   std::map<std::string, json> chosen_readouts;
-  for (const auto& [layout, scenes] : validations) {
+  for (const auto& validation_set : validations) {
+    // Named copies, not structured bindings: C++17 lambdas cannot capture those.
+    const std::string& layout = validation_set.first;
+    const data::Scenes& scenes = validation_set.second;
     const size_t candidates = island_readouts(validation[0][layout]).size();
     std::vector<std::pair<double, size_t>> ranked;
     for (size_t c = 0; c < candidates; ++c) {
@@ -779,7 +785,8 @@ json run_glom_study(const ExperimentOptions& options) {
       ranked.push_back({std::isfinite(mean) ? mean : -std::numeric_limits<double>::infinity(), c});  // NaN would break the sort
     }
     std::sort(ranked.begin(), ranked.end(), std::greater<>());
-    const auto [validated, best] = ranked.front();
+    const double validated = ranked.front().first;
+    const size_t best = ranked.front().second;
     const std::string name = island_readouts(scores[0][layout])[best].first;
     const auto test = over_seeds([&](size_t s) { return mean_of(*island_readouts(scores[s][layout])[best].second); });
     rows.push_back(report::result_row("fg_ari_validated_" + layout,
