@@ -623,6 +623,7 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   for (const auto& row : results.at("rows")) {
     if (row.at("ours").is_number()) row_value[row.at("id").get<std::string>()] = row.at("ours").get<double>();
   }
+  EXPECT_THAT(results.at("notes").dump(), ::testing::HasSubstr("scored on 4 new two-digit scenes per layout of MNIST-train digits"));
   for (const std::string layout : {"touching", "overlapping"}) {
     const auto& chosen = results.at("detail").at(layout).at("validated_readout");
     EXPECT_EQ(chosen.at("scenes").get<int64_t>(), 4);

@@ -915,6 +915,13 @@ json run_glom_study(const ExperimentOptions& options) {
                   "Centred: the mean embedding of the image's ink patches is subtracted before the cosine k-means (a "
                   "component that every location shares dominates the cosine without saying which digit a location "
                   "belongs to); the baselines' k-means is Euclidean, which a shift does not change.");
+  if (validation_count > 0) {
+    notes.push_back(fmt::format("Validated readout: every island readout (k-means per patch at each level and iteration, per pixel and "
+                                "by normalised cut at each level, centred at the top level) is scored on {} new two-digit scenes "
+                                "per layout of MNIST-train digits (training saw the digits, not these scenes); the best there is "
+                                "reported on the test scenes.",
+                                validation_count));
+  }
   if (settle > iterations) {
     notes.push_back(fmt::format("Settling: at test time the models also run {} iterations (trained with {}); the per-iteration FG-ARI "
                                 "after iteration {} is that settling. Every other score is taken at iteration {}.",
