@@ -590,14 +590,14 @@ json run_glom_study(const ExperimentOptions& options) {
   }
   // Validation scenes, for choosing a readout (level, iteration, clustering) without looking at the
   // test scenes: new scenes of MNIST-train digits (training saw the digits, not these scenes).
+  // Only the layouts that count (separated scenes do not); seeds 2001 touching, 2002 overlapping.
   const int64_t validation_count = config.get_int("glom.validation_scenes");
-  std::map<std::string, data::Scenes> validations;
-  if (validation_count > 0) {
-    for (const std::string layout : {"touching", "overlapping"}) {
-      validations[layout] = data::make_scenes(train_digits, validation_count,
-                                              data::SceneOptions().min_digits(2).max_digits(2).seed(layout == "touching" ? 2001 : 2002)
-                                                  .layout(data::parse_scene_layout(layout)));
-    }
+  std::map<std::string, data::Scenes> validation_scenes;
+  for (size_t i = 0; validation_count > 0 && i < kLayouts.size(); ++i) {
+    if (kLayouts[i] == "separated") continue;
+    validation_scenes[kLayouts[i]] = data::make_scenes(train_digits, validation_count,
+                                                       data::SceneOptions().min_digits(2).max_digits(2).seed(2000 + i)
+                                                           .layout(data::parse_scene_layout(kLayouts[i])));
   }
   const auto mnist_digits = test_digits.head(config.get_int("glom.mnist_test"));
   // MNIST test digits, each centred on the 56 x 56 canvas.
@@ -621,7 +621,7 @@ json run_glom_study(const ExperimentOptions& options) {
   // Test-time settling: 0 means the trained count.
   const int64_t settle = std::max(iterations, config.get_int("glom.settle_iterations"));
   // Per seed: [layout] -> scores.
-  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), validation(seeds.size()), trained_off(seeds.size()),
+  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), validation_scores(seeds.size()), trained_off(seeds.size()),
       unshared(seeds.size());
   std::vector<double> mnist(seeds.size()), mnist_vote(seeds.size()), mnist_off(seeds.size()), mnist_unshared(seeds.size()), train_seconds(seeds.size()),
       unshared_seconds(seeds.size());
@@ -632,7 +632,7 @@ json run_glom_study(const ExperimentOptions& options) {
                              metrics, &train_seconds[s]);
     parameters = nn::count_parameters(*model);
     for (const auto& layout : kLayouts) scores[s][layout] = score_islands(model, tests[layout], threshold, settle);
-    for (const auto& [layout, scenes] : validations) validation[s][layout] = score_islands(model, scenes, threshold, settle);
+    for (const auto& [layout, scenes] : validation_scenes) validation_scores[s][layout] = score_islands(model, scenes, threshold, settle);
     const auto accuracy = mnist_accuracy(model, centred, mnist_digits.labels);
     mnist[s] = accuracy.head, mnist_vote[s] = accuracy.vote;
     spdlog::info("glom seed {}: top-level FG-ARI touching {:.3f} overlapping {:.3f} separated {:.3f}, MNIST {:.2f}%", seeds[s],
@@ -774,21 +774,27 @@ json run_glom_study(const ExperimentOptions& options) {
   }
   // The readout chosen on the validation scenes, scored on the test scenes.
   std::map<std::string, json> chosen_readouts;
-  for (const auto& validation_set : validations) {
-    // Named copies, not structured bindings: C++17 lambdas cannot capture those.
-    const std::string& layout = validation_set.first;
-    const data::Scenes& scenes = validation_set.second;
-    const size_t candidates = island_readouts(validation[0][layout]).size();
+  for (const auto& [layout, scenes] : validation_scenes) {
+    std::vector<std::vector<std::pair<std::string, const std::vector<double>*>>> validated_by_seed, tested_by_seed;
+    for (size_t s = 0; s < seeds.size(); ++s) {
+      validated_by_seed.push_back(island_readouts(validation_scores[s].at(layout)));
+      tested_by_seed.push_back(island_readouts(scores[s].at(layout)));
+    }
+    // Mean over seeds of each seed's mean over scenes, for readout c.
+    const auto mean_over_seeds = [&](const auto& by_seed, size_t c) {
+      std::vector<double> v;
+      for (const auto& readouts : by_seed) v.push_back(mean_of(*readouts[c].second));
+      return v;
+    };
     std::vector<std::pair<double, size_t>> ranked;
-    for (size_t c = 0; c < candidates; ++c) {
-      const double mean = mean_of(over_seeds([&](size_t s) { return mean_of(*island_readouts(validation[s][layout])[c].second); }));
+    for (size_t c = 0; c < validated_by_seed[0].size(); ++c) {
+      const double mean = mean_of(mean_over_seeds(validated_by_seed, c));
       ranked.push_back({std::isfinite(mean) ? mean : -std::numeric_limits<double>::infinity(), c});  // NaN would break the sort
     }
     std::sort(ranked.begin(), ranked.end(), std::greater<>());
-    const double validated = ranked.front().first;
-    const size_t best = ranked.front().second;
-    const std::string name = island_readouts(scores[0][layout])[best].first;
-    const auto test = over_seeds([&](size_t s) { return mean_of(*island_readouts(scores[s][layout])[best].second); });
+    const auto [validated, best] = ranked.front();
+    const std::string& name = tested_by_seed[0][best].first;
+    const auto test = mean_over_seeds(tested_by_seed, best);
     rows.push_back(report::result_row("fg_ari_validated_" + layout,
                                       fmt::format("  the readout chosen on {} validation scenes (new scenes of MNIST-train digits): {} "
                                                   "(validation {:.3f}), {} (sd {:.3f})",
@@ -796,7 +802,7 @@ json run_glom_study(const ExperimentOptions& options) {
                                       nullptr, finite_or_null(mean_of(test)), "ARI"));
     json runners_up = json::array();
     for (size_t r = 0; r < std::min<size_t>(5, ranked.size()); ++r) {
-      runners_up.push_back({{"readout", island_readouts(scores[0][layout])[ranked[r].second].first}, {"validation", finite_or_null(ranked[r].first)}});
+      runners_up.push_back({{"readout", tested_by_seed[0][ranked[r].second].first}, {"validation", finite_or_null(ranked[r].first)}});
     }
     chosen_readouts[layout] = {{"scenes", scenes.size()}, {"readout", name}, {"validation", finite_or_null(validated)},
                                {"test", finite_or_null(mean_of(test))}, {"best_on_validation", runners_up}};
