@@ -369,6 +369,44 @@ TEST_F(Glom, PixelIslandsSplitAPatchOnTheBorderOfTwoObjects) {
   EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, nn::cluster_ink_pixels(features, ink, 4, 4, 2, 1, false)), 1.0);
 }
 
+TEST_F(Glom, ImaginedIslandsSplitAPatchPixelByPixel) {
+  // A 2 x 2 grid of 2 x 2 patches. Island 0 imagines ink in the left pixel column of every patch,
+  // island 1 in the right one: inside each patch the two crossing digits are told apart.
+  auto imagined = torch::zeros({2, 4, 4});
+  imagined.select(0, 0).index_put_({torch::indexing::Slice(), torch::tensor({0, 2}, torch::kInt64)}, 0.9);
+  imagined.select(0, 1).index_put_({torch::indexing::Slice(), torch::tensor({1, 3}, torch::kInt64)}, 0.7);
+  auto ink = torch::tensor({true, true, true, false});
+  const auto labels = nn::imagined_ink_pixels(imagined, ink, 2, 2);
+  ASSERT_EQ(labels.sizes(), (std::vector<int64_t>{4, 4}));
+  // Pixel columns 0 and 2 are the left columns of their patches, 1 and 3 the right ones.
+  const auto expected = torch::tensor({0, 1, 0, 1}, torch::kInt64).expand({4, 4}).clone();
+  expected.narrow(0, 2, 2).narrow(1, 2, 2).fill_(-1);  // the patch without ink
+  EXPECT_TRUE(labels.equal(expected)) << labels;
+  auto mask = torch::tensor({1, 2, 1, 2}, torch::kInt64).expand({4, 4}).clone();
+  mask.narrow(0, 2, 2).narrow(1, 2, 2).fill_(0);
+  EXPECT_DOUBLE_EQ(nn::foreground_ari(mask, labels), 1.0);
+  EXPECT_THROW(nn::imagined_ink_pixels(torch::zeros({2, 4, 3}), ink, 2, 2), c10::Error);
+}
+
+TEST_F(Glom, ImaginingReadsTheTopDownFieldWithEachLocationsPosition) {
+  torch::manual_seed(3);
+  nn::Glom model(nn::GlomOptions().image_size(16).patch_size(4).levels(3).dim(8).hidden(16).iterations(1));
+  torch::NoGradGuard no_grad;
+  const auto one = torch::randn({1, 1, 8}).expand({1, 16, 8});
+  const auto from_top = model->imagine(one, 2);
+  ASSERT_EQ(from_top.sizes(), (std::vector<int64_t>{1, 16, 16}));
+  // The same embedding everywhere imagines different pixels at different places (the top-down nets
+  // see the position) ...
+  EXPECT_FALSE(from_top[0][0].allclose(from_top[0][5]));
+  // ... but read from level 0 it goes straight to the decoder, which sees no position.
+  const auto from_bottom = model->imagine(one, 0);
+  EXPECT_TRUE(from_bottom[0][0].allclose(from_bottom[0][5]));
+  // Scaling an embedding does not change what it imagines (layer-normed first, as an update is).
+  EXPECT_TRUE(model->imagine(one * 3.0, 2).allclose(from_top, 1e-4, 1e-5));
+  EXPECT_THROW(model->imagine(one, 3), c10::Error);
+  EXPECT_THROW(model->imagine(torch::zeros({1, 9, 8}), 2), c10::Error);
+}
+
 TEST_F(Glom, SpectralIslandsCutTheAgreementGraph) {
   // Two blobs of ink patches (8 x 8 grid, 2 x 2 patches), rows 2-5 of grid columns 0-2 and 5-7,
   // joined by a bridge along row 3: every patch has the same features, so k-means cannot split
@@ -580,14 +618,25 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   const auto& detail = results.at("detail").at("touching");
   ASSERT_EQ(detail.at("fg_ari_per_pixel_level").size(), 2u);
   ASSERT_EQ(detail.at("fg_ari_spectral_level").size(), 2u);
+  ASSERT_EQ(detail.at("fg_ari_imagined_level").size(), 2u);
+  EXPECT_TRUE(detail.at("fg_ari_imagined_level")[0].is_null());  // level 0 has no top-down field to read
   bool classifier_row = false;
-  int centred_rows = 0;
+  int centred_rows = 0, imagined_rows = 0;
   for (const auto& row : results.at("rows")) {
     if (row.at("id") == "fg_ari_per_pixel_touching") {
       EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), detail.at("fg_ari_per_pixel_level")[1].get<double>());
     }
     if (row.at("id") == "fg_ari_spectral_touching") {
       EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), detail.at("fg_ari_spectral_level")[1].get<double>());
+    }
+    if (row.at("id") == "fg_ari_imagined_touching") {
+      ++imagined_rows;
+      EXPECT_DOUBLE_EQ(row.at("ours").get<double>(), detail.at("fg_ari_imagined_level")[1].get<double>());
+    }
+    if (row.at("id") == "imagined_reference_touching") {
+      ++imagined_rows;
+      EXPECT_GE(row.at("ours").get<double>(), -1.0);
+      EXPECT_LE(row.at("ours").get<double>(), 1.0);
     }
     if (row.at("id") == "fg_ari_centred_touching" || row.at("id") == "fg_ari_centred_per_pixel_touching") {
       ++centred_rows;
@@ -606,6 +655,7 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
   }
   EXPECT_TRUE(classifier_row);
   EXPECT_EQ(centred_rows, 2);
+  EXPECT_EQ(imagined_rows, 2);
   // The spread of the per-scene scores: every test scene counted, quantiles in order, the fraction
   // below 0.5 counted over the 4 scenes and consistent with the median.
   const auto& spread = detail.at("top_level_scenes").at("per_patch");
@@ -643,6 +693,8 @@ TEST_F(Glom, StudyExperimentWritesSettlingScores) {
       expected = d.at("fg_ari_per_pixel_level")[level].get<double>();
     } else if (std::sscanf(name.c_str(), "normalised cut, level %d", &level) == 1) {
       expected = d.at("fg_ari_spectral_level")[level].get<double>();
+    } else if (std::sscanf(name.c_str(), "k-means islands imagined per pixel, level %d", &level) == 1) {
+      expected = d.at("fg_ari_imagined_level")[level].get<double>();
     } else if (name == "centred k-means per patch, top level") {
       expected = row_value.at("fg_ari_centred_" + layout);
     } else if (name == "centred k-means per pixel, top level") {

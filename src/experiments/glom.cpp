@@ -302,11 +302,32 @@ struct LayoutScores {
   // the cosine between them.
   std::vector<double> centred_ari, centred_pixel_ari;
   std::vector<double> class_ari;  // final iteration: each ink patch labelled by the top level's classifier (not islands)
+  // [level] (empty at level 0), final iteration: each ink pixel to the k-means island whose mean
+  // embedding imagines the most ink there (Glom::imagine); and at the top level, the same from the
+  // masks' islands (each ink patch grouped with its majority digit): how far imagining can go.
+  std::vector<std::vector<double>> imagined_ari;
+  std::vector<double> imagined_reference_ari;
   std::vector<std::vector<double>> threshold_ari;  // [level], final iteration
   std::vector<std::vector<double>> island_count;   // [level], islands among ink patches, final iteration
   std::vector<std::vector<double>> within_between; // [level], final iteration
   std::vector<std::vector<double>> ablation_ari;   // [level], attention switched off at test time
 };
+
+// What each island imagines: the mean embedding at `level` of each group of patches (labels [N],
+// -1 for none) placed at every location and read down to pixels (Glom::imagine); each ink pixel
+// joins the island that imagines the most ink there. -> pixel labels [H, W].
+torch::Tensor imagined_islands(nn::Glom& model, const torch::Tensor& embeddings, const torch::Tensor& labels, int64_t level,
+                               const torch::Tensor& ink) {
+  const int64_t grid = model->grid(), patch = model->options_.patch_size();
+  std::vector<torch::Tensor> means;
+  for (int64_t j = 0; j <= labels.max().item<int64_t>(); ++j) {
+    const auto members = labels.eq(j).nonzero().reshape({-1});
+    if (members.numel() > 0) means.push_back(embeddings.index_select(0, members).mean(0));
+  }
+  if (means.empty()) return torch::full({grid * patch, grid * patch}, -1, torch::kInt64);
+  const auto centres = torch::stack(means).unsqueeze(1).expand({int64_t(means.size()), grid * grid, embeddings.size(1)});
+  return nn::imagined_ink_pixels(model->imagine(centres, level), ink, grid, patch);
+}
 
 // Scores a model's islands on held-out scenes. Masks are used here only, after training. The
 // k-means FG-ARI is recorded for `settle` (>= the trained count) iterations, as GLOM is meant to
@@ -319,6 +340,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
   LayoutScores s;
   s.kmeans_ari.assign(settle + 1, std::vector<std::vector<double>>(levels));
   s.pixel_ari.assign(levels, {});
+  s.imagined_ari.assign(levels, {});
   s.spectral_ari.assign(levels, {});
   s.threshold_ari.assign(levels, {});
   s.island_count.assign(levels, {});
@@ -355,9 +377,16 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
         s.centred_pixel_ari.push_back(nn::foreground_ari(mask, nn::cluster_ink_pixels(centred, ink, grid, patch, k, 1, true)));
       }
       s.class_ari.push_back(nn::foreground_ari(mask, nn::classify_ink_patches(location_logits[i], ink, grid, patch, k)));
+      s.imagined_reference_ari.push_back(nn::foreground_ari(
+          mask, imagined_islands(model, final_levels[i].select(1, levels - 1), (objects - 1).masked_fill(ink.logical_not(), -1),
+                                 levels - 1, ink)));
       for (int64_t l = 0; l < levels; ++l) {
         const auto emb = final_levels[i].select(1, l);
         s.pixel_ari[l].push_back(nn::foreground_ari(mask, nn::cluster_ink_pixels(emb, ink, grid, patch, k, 1, true)));
+        if (l >= 1) {
+          s.imagined_ari[l].push_back(
+              nn::foreground_ari(mask, imagined_islands(model, emb, nn::kmeans_ink_patches(emb, ink, k, 1, true), l, ink)));
+        }
         // The graph of the level's own consensus: its window (the grid, if global) and beta.
         const int64_t radius = o.radii()[l] < 0 ? grid : o.radii()[l];
         s.spectral_ari[l].push_back(
@@ -385,6 +414,7 @@ std::vector<std::pair<std::string, const std::vector<double>*>> island_readouts(
   }
   for (size_t l = 0; l < levels; ++l) out.push_back({fmt::format("k-means per pixel, level {}", l), &s.pixel_ari[l]});
   for (size_t l = 0; l < levels; ++l) out.push_back({fmt::format("normalised cut, level {}", l), &s.spectral_ari[l]});
+  for (size_t l = 1; l < levels; ++l) out.push_back({fmt::format("k-means islands imagined per pixel, level {}", l), &s.imagined_ari[l]});
   out.push_back({"centred k-means per patch, top level", &s.centred_ari});
   out.push_back({"centred k-means per pixel, top level", &s.centred_pixel_ari});
   return out;
@@ -695,6 +725,17 @@ json run_glom_study(const ExperimentOptions& options) {
     rows.push_back(report::result_row("fg_ari_centred_per_pixel_" + layout,
                                       fmt::format("  the same, centred and read out per pixel, {} (sd {:.3f})", layout, sd_of(centred_pixel)),
                                       nullptr, finite_or_null(centred_pixel_headline[layout]), "ARI"));
+    const auto imagined = over_seeds([&](size_t s) { return mean_of(scores[s][layout].imagined_ari[top]); });
+    rows.push_back(report::result_row("fg_ari_imagined_" + layout,
+                                      fmt::format("  the same islands imagined per pixel (each island's mean embedding at every location, "
+                                                  "down the top-down nets to pixels; each ink pixel to the island imagining the most ink "
+                                                  "there), {} (sd {:.3f})", layout, sd_of(imagined)),
+                                      nullptr, finite_or_null(mean_of(imagined)), "ARI"));
+    const auto imagined_reference = over_seeds([&](size_t s) { return mean_of(scores[s][layout].imagined_reference_ari); });
+    rows.push_back(report::result_row("imagined_reference_" + layout,
+                                      fmt::format("  reference: the same imagining from the masks' islands (ink patches grouped by "
+                                                  "majority digit), {} (sd {:.3f})", layout, sd_of(imagined_reference)),
+                                      nullptr, finite_or_null(mean_of(imagined_reference)), "ARI"));
     const auto spectral = over_seeds([&](size_t s) { return mean_of(scores[s][layout].spectral_ari[top]); });
     spectral_headline[layout] = mean_of(spectral);
     rows.push_back(report::result_row("fg_ari_spectral_" + layout,
@@ -853,7 +894,7 @@ json run_glom_study(const ExperimentOptions& options) {
   // Per level and per iteration, every layout, mean over seeds.
   for (const auto& layout : kLayouts) {
     std::vector<std::vector<double>> per(settle + 1, std::vector<double>(levels));
-    std::vector<double> pix(levels), spec(levels), thr(levels), abl(levels), wb(levels), count(levels), off(levels);
+    std::vector<double> pix(levels), imagined(levels), spec(levels), thr(levels), abl(levels), wb(levels), count(levels), off(levels);
     for (int64_t t = 0; t <= settle; ++t) {
       for (int64_t l = 0; l < levels; ++l) {
         per[t][l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[t][l]); }));
@@ -861,6 +902,7 @@ json run_glom_study(const ExperimentOptions& options) {
     }
     for (int64_t l = 0; l < levels; ++l) {
       pix[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].pixel_ari[l]); }));
+      imagined[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].imagined_ari[l]); }));
       spec[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].spectral_ari[l]); }));
       thr[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].threshold_ari[l]); }));
       abl[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].ablation_ari[l]); }));
@@ -886,6 +928,7 @@ json run_glom_study(const ExperimentOptions& options) {
     detail[layout] = {{"fg_ari_iteration_level", matrix_json(per)},
                       {"top_level_scenes", {{"per_patch", scene_distribution(top_patch)}, {"per_pixel", scene_distribution(top_pixel)}}},
                       {"fg_ari_per_pixel_level", matrix_json({pix})[0]},
+                      {"fg_ari_imagined_level", matrix_json({imagined})[0]},
                       {"fg_ari_spectral_level", matrix_json({spec})[0]},
                       {"fg_ari_threshold_level", matrix_json({thr})[0]},
                       {"fg_ari_attention_off_level", matrix_json({abl})[0]},
@@ -920,10 +963,13 @@ json run_glom_study(const ExperimentOptions& options) {
                   "ink patches around it; the baselines and the majority reference are read out the same way beside it. "
                   "Centred: the mean embedding of the image's ink patches is subtracted before the cosine k-means (a "
                   "component that every location shares dominates the cosine without saying which digit a location "
-                  "belongs to); the baselines' k-means is Euclidean, which a shift does not change.");
+                  "belongs to); the baselines' k-means is Euclidean, which a shift does not change. Imagined per pixel: each "
+                  "k-means island's mean embedding, placed at every location, is read down through the top-down nets (with "
+                  "the location's position) and the decoder to the pixels it predicts; each pixel of an ink patch joins the "
+                  "island that predicts the most ink there, so two digits crossing inside one patch can be told apart.");
   if (validation_count > 0) {
-    notes.push_back(fmt::format("Validated readout: every island readout (k-means per patch at each level and iteration, per pixel and "
-                                "by normalised cut at each level, centred at the top level) is scored on {} new two-digit scenes "
+    notes.push_back(fmt::format("Validated readout: every island readout (k-means per patch at each level and iteration, per pixel, by "
+                                "normalised cut and imagined per pixel at each level, centred at the top level) is scored on {} new two-digit scenes "
                                 "per layout of MNIST-train digits (training saw the digits, not these scenes); the best there is "
                                 "reported on the test scenes.",
                                 validation_count));

@@ -296,6 +296,19 @@ GlomOutput GlomImpl::forward(const torch::Tensor& images, const torch::Tensor& p
 
 torch::Tensor GlomImpl::location_logits(const torch::Tensor& top_level) { return classify_->forward(top_level); }
 
+torch::Tensor GlomImpl::imagine(const torch::Tensor& embeddings, int64_t from) {
+  const int64_t g = grid(), n = g * g;
+  TORCH_CHECK(from >= 0 && from < options_.levels(), "Glom::imagine: level ", from, " of ", options_.levels());
+  TORCH_CHECK(embeddings.dim() == 3 && embeddings.size(1) == n && embeddings.size(2) == options_.dim(),
+              "Glom::imagine: embeddings must be [B, ", n, ", ", options_.dim(), "], got ", embeddings.sizes());
+  const auto positions = positions_.unsqueeze(0).expand({embeddings.size(0), n, positions_.size(1)});
+  auto x = F::layer_norm(embeddings, F::LayerNormFuncOptions({options_.dim()}));
+  for (int64_t l = from - 1; l >= 0; --l) {
+    x = F::layer_norm(top_down_[l]->forward(torch::cat({x, positions}, -1)), F::LayerNormFuncOptions({options_.dim()}));
+  }
+  return decode_->forward(x);
+}
+
 GlomLoss glom_loss(Glom& model, const torch::Tensor& images, const torch::Tensor& labels, const GlomLossOptions& options) {
   TORCH_CHECK(labels.dim() == 2 && labels.size(0) == images.size(0) && labels.size(1) == model->options_.num_classes(),
               "glom_loss: labels must be [", images.size(0), ", ", model->options_.num_classes(), "], got ", labels.sizes());

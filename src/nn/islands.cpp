@@ -231,10 +231,28 @@ torch::Tensor cluster_ink_patches(const torch::Tensor& features, const torch::Te
   TORCH_CHECK(features.dim() == 2 && features.size(0) == grid * grid && ink.numel() == grid * grid,
               "cluster_ink_patches: features must be [", grid * grid, ", F] with an ink flag per patch, got ",
               features.sizes(), " and ", ink.sizes());
-  auto labels = torch::full({grid * grid}, -1, torch::kInt64);
+  return patch_labels_to_pixels(kmeans_ink_patches(features, ink, k, seed, cosine), grid, patch);
+}
+
+torch::Tensor kmeans_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t k, uint64_t seed, bool cosine) {
+  TORCH_CHECK(features.dim() == 2 && ink.numel() == features.size(0),
+              "kmeans_ink_patches: features must be [N, F] with an ink flag per patch, got ", features.sizes(), " and ", ink.sizes());
+  auto labels = torch::full({features.size(0)}, -1, torch::kInt64);
   const auto where = ink.reshape({-1}).nonzero().reshape({-1});
   if (where.numel() > 0) labels.index_put_({where}, kmeans(features.index_select(0, where), k, seed, cosine));
-  return patch_labels_to_pixels(labels, grid, patch);
+  return labels;
+}
+
+torch::Tensor imagined_ink_pixels(const torch::Tensor& imagined, const torch::Tensor& ink, int64_t grid, int64_t patch) {
+  TORCH_CHECK(imagined.dim() == 3 && imagined.size(0) >= 1 && imagined.size(1) == grid * grid &&
+                  imagined.size(2) == patch * patch && ink.numel() == grid * grid,
+              "imagined_ink_pixels: imagined must be [I, ", grid * grid, ", ", patch * patch, "] with an ink flag per patch, got ",
+              imagined.sizes(), " and ", ink.sizes());
+  const int64_t side = grid * patch;
+  // [I, N, P] -> [I, H, W]: patch (row r, column c), pixel (row y, column x) -> (r patch + y, c patch + x).
+  const auto pixels = imagined.reshape({imagined.size(0), grid, grid, patch, patch}).permute({0, 1, 3, 2, 4}).reshape({-1, side, side});
+  const auto in_ink = patch_labels_to_pixels(ink.to(torch::kInt64), grid, patch).ne(0);
+  return pixels.argmax(0).masked_fill(in_ink.logical_not(), -1);
 }
 
 torch::Tensor ink_class_votes(const torch::Tensor& location_logits, const torch::Tensor& ink) {

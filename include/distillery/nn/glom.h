@@ -158,6 +158,12 @@ class GlomImpl : public torch::nn::Module {
   /// Class scores [B, N, C] of every location from its top-level embedding [B, N, D].
   torch::Tensor location_logits(const torch::Tensor& top_level);
 
+  /// The neural field read downwards: the patch pixels [B, N, P] that embeddings [B, N, D] at level
+  /// `from` predict through the top-down nets alone (with each location's position; every level
+  /// layer-normed, as an update leaves it) and the decoder. An island's mean embedding placed at
+  /// every location imagines its whole object: the pixels it claims.
+  torch::Tensor imagine(const torch::Tensor& embeddings, int64_t from);
+
   /// Patches [B, N, P] of images [B, 1, H, W] (row-major grid).
   torch::Tensor patches(const torch::Tensor& images) const;
   /// Level 0's input [B, N, (patch + 2 context)^2]: each patch with its context.

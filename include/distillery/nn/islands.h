@@ -43,7 +43,9 @@ torch::Tensor ink_patches(const torch::Tensor& image, int64_t patch, double thre
 torch::Tensor ink_components(const torch::Tensor& image, double threshold);
 
 /// Clusters the ink patches of one image into k groups from per-patch features [N, F]; the other
-/// patches get label -1. -> pixel labels [H, W].
+/// patches get label -1. -> patch labels [N].
+torch::Tensor kmeans_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t k, uint64_t seed, bool cosine);
+/// The same read out as pixel labels [H, W].
 torch::Tensor cluster_ink_patches(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid,
                                   int64_t patch, int64_t k, uint64_t seed, bool cosine);
 
@@ -55,6 +57,11 @@ torch::Tensor cluster_ink_patches(const torch::Tensor& features, const torch::Te
 torch::Tensor cluster_ink_pixels(const torch::Tensor& features, const torch::Tensor& ink, int64_t grid, int64_t patch,
                                  int64_t k, uint64_t seed, bool cosine);
 
+/// Pixel-level islands from what each island imagines: imagined [I, N, P] holds the patch pixels
+/// (row-major within a patch) that island i predicts at every location. Every pixel of an ink patch
+/// joins the island that predicts the most ink there, so two digits crossing inside one patch can
+/// be told apart; pixels of other patches get -1. -> pixel labels [H, W].
+torch::Tensor imagined_ink_pixels(const torch::Tensor& imagined, const torch::Tensor& ink, int64_t grid, int64_t patch);
 /// Islands by a normalised cut of the agreement graph (spectral clustering, Ng, Jordan & Weiss
 /// 2001): ink patches within `radius` patches of each other (Chebyshev) are joined with weight
 /// exp(beta (cos - 1)), the kernel of the consensus attention; the k leading eigenvectors of the
