@@ -363,10 +363,12 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
       const int64_t k = scenes.num_digits[begin + i].item<int64_t>();
       const auto ink = nn::ink_patches(image, patch, 0.3);
       const auto objects = nn::patch_objects(mask, patch);
+      std::vector<torch::Tensor> final_islands(levels);  // k-means patch labels at the trained count, per level
       for (int64_t t = 0; t <= settle; ++t) {
         for (int64_t l = 0; l < levels; ++l) {
-          const auto emb = history[t][i].select(1, l);
-          s.kmeans_ari[t][l].push_back(nn::foreground_ari(mask, nn::cluster_ink_patches(emb, ink, grid, patch, k, 1, true)));
+          const auto islands = nn::kmeans_ink_patches(history[t][i].select(1, l), ink, k, 1, true);
+          if (t == iterations) final_islands[l] = islands;
+          s.kmeans_ari[t][l].push_back(nn::foreground_ari(mask, nn::patch_labels_to_pixels(islands, grid, patch)));
         }
       }
       {
@@ -385,7 +387,7 @@ LayoutScores score_islands(nn::Glom& model, const data::Scenes& scenes, double t
         s.pixel_ari[l].push_back(nn::foreground_ari(mask, nn::cluster_ink_pixels(emb, ink, grid, patch, k, 1, true)));
         if (l >= 1) {
           s.imagined_ari[l].push_back(
-              nn::foreground_ari(mask, imagined_islands(model, emb, nn::kmeans_ink_patches(emb, ink, k, 1, true), l, ink)));
+              nn::foreground_ari(mask, imagined_islands(model, emb, final_islands[l], l, ink)));
         }
         // The graph of the level's own consensus: its window (the grid, if global) and beta.
         const int64_t radius = o.radii()[l] < 0 ? grid : o.radii()[l];
