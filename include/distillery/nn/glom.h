@@ -161,7 +161,8 @@ class GlomImpl : public torch::nn::Module {
   /// The neural field read downwards: the patch pixels [B, N, P] that embeddings [B, N, D] at level
   /// `from` predict through the top-down nets alone (with each location's position; every level
   /// layer-normed, as an update leaves it) and the decoder. An island's mean embedding placed at
-  /// every location imagines its whole object: the pixels it claims.
+  /// every location predicts its whole object, as far as the top-down nets have learned to generate
+  /// parts (in the study's models they have not: README, GLOM).
   torch::Tensor imagine(const torch::Tensor& embeddings, int64_t from);
 
   /// Patches [B, N, P] of images [B, 1, H, W] (row-major grid).

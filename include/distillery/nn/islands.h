@@ -62,6 +62,7 @@ torch::Tensor cluster_ink_pixels(const torch::Tensor& features, const torch::Ten
 /// joins the island that predicts the most ink there, so two digits crossing inside one patch can
 /// be told apart; pixels of other patches get -1. -> pixel labels [H, W].
 torch::Tensor imagined_ink_pixels(const torch::Tensor& imagined, const torch::Tensor& ink, int64_t grid, int64_t patch);
+
 /// Islands by a normalised cut of the agreement graph (spectral clustering, Ng, Jordan & Weiss
 /// 2001): ink patches within `radius` patches of each other (Chebyshev) are joined with weight
 /// exp(beta (cos - 1)), the kernel of the consensus attention; the k leading eigenvectors of the
