@@ -748,6 +748,10 @@ TEST_F(Glom, StudyReusesModelsOnlyForTheirTrainingConfig) {
   options.fresh = true;
   EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(options); }),
               ::testing::HasSubstr("glom.train_iterations: expected [min, max] with min <= max, got [3, 1]"));
+
+  options.overrides = tiny;
+  options.overrides.push_back("glom.seeds=[]");
+  EXPECT_THAT(testing::input_error_message([&] { experiments::run_glom_study(options); }), ::testing::HasSubstr("glom.seeds: no seeds"));
 }
 
 // Every tensor of a saved module, by its dotted name (submodules are nested archives).

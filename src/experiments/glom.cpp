@@ -595,215 +595,236 @@ json parse_image_files(const std::string& model_path, const std::vector<std::str
   return parsed;
 }
 
-json run_glom_study(const ExperimentOptions& options) {
-  if (options.profile != "quick" && options.profile != "paper") {
-    throw InputError("--profile: unknown profile '" + options.profile + "' (known: quick, paper)");
-  }
-  const std::string config_path = options.configs_dir + "/glom/" + options.profile + ".yaml";
-  if (!fs::exists(config_path)) throw InputError("experiment glom: config file not found: " + config_path);
-  Config config = Config::load(config_path);
-  for (const auto& o : options.overrides) config.set(o);
-  if (config.get_int("train.threads") > 0) set_compute_threads(static_cast<int>(config.get_int("train.threads")));
-  const std::string root = options.runs_dir + "/glom-" + options.profile;
-  if (options.fresh && fs::exists(root)) fs::remove_all(root);
-  fs::create_directories(root);
-  report::write_file_atomic(root + "/config.yaml", config.to_yaml());
-  const auto start = Clock::now();
-  const std::string data_dir = data::resolve_data_dir(options.data_dir.empty() ? config.get_string("data.dir") : options.data_dir);
+namespace {
+
+// What the study trains on and scores on. Training keeps images and labels only; the masks stay
+// with the held-out scenes, for scoring.
+struct StudyScenes {
+  TrainSet train;
+  std::map<std::string, data::Scenes> tests;       // [layout], MNIST-test digits
+  std::map<std::string, data::Scenes> validation;  // [layout] of the layouts that count, MNIST-train digits
+  data::Scenes mnist_centred;                      // MNIST test digits, each centred on the 56 x 56 canvas
+  torch::Tensor mnist_labels;
+  int64_t mnist_available = 0;  // MNIST test digits there are (the study may score the first of them only)
+};
+
+StudyScenes study_scenes(const Config& config, const std::string& data_dir) {
   const auto train_digits = data::load_dataset("mnist", "train", data_dir);
   const auto test_digits = data::load_dataset("mnist", "test", data_dir);
-
-  const auto train = training_scenes(train_digits, config);
-  std::map<std::string, data::Scenes> tests;
+  StudyScenes out;
+  out.train = training_scenes(train_digits, config);
   for (size_t i = 0; i < kLayouts.size(); ++i) {
-    tests[kLayouts[i]] = data::make_scenes(test_digits, config.get_int("glom.test_scenes"),
-                                           data::SceneOptions().min_digits(2).max_digits(2).seed(1001 + i)
-                                               .layout(data::parse_scene_layout(kLayouts[i])));
+    out.tests[kLayouts[i]] = data::make_scenes(test_digits, config.get_int("glom.test_scenes"),
+                                               data::SceneOptions().min_digits(2).max_digits(2).seed(1001 + i)
+                                                   .layout(data::parse_scene_layout(kLayouts[i])));
   }
   // Validation scenes, for choosing a readout (level, iteration, clustering) without looking at the
   // test scenes: new scenes of MNIST-train digits (training saw the digits, not these scenes).
   // Only the layouts that count (separated scenes do not); seeds 2001 touching, 2002 overlapping.
   const int64_t validation_count = config.get_int("glom.validation_scenes");
-  std::map<std::string, data::Scenes> validation_scenes;
   for (size_t i = 0; validation_count > 0 && i < kLayouts.size(); ++i) {
     if (kLayouts[i] == "separated") continue;
-    validation_scenes[kLayouts[i]] = data::make_scenes(train_digits, validation_count,
-                                                       data::SceneOptions().min_digits(2).max_digits(2).seed(2000 + i)
-                                                           .layout(data::parse_scene_layout(kLayouts[i])));
+    out.validation[kLayouts[i]] = data::make_scenes(train_digits, validation_count,
+                                                    data::SceneOptions().min_digits(2).max_digits(2).seed(2000 + i)
+                                                        .layout(data::parse_scene_layout(kLayouts[i])));
   }
   const auto mnist_digits = test_digits.head(config.get_int("glom.mnist_test"));
-  // MNIST test digits, each centred on the 56 x 56 canvas.
-  data::Scenes centred;
-  centred.images = torch::zeros({mnist_digits.size(), 1, 56, 56});
-  centred.images.narrow(2, 14, 28).narrow(3, 14, 28).copy_(mnist_digits.images);
-  spdlog::info("glom: {} training scenes, {} test scenes per layout, {:.1f} s", train.images.size(0),
-               config.get_int("glom.test_scenes"), seconds_since(start));
+  out.mnist_centred.images = torch::zeros({mnist_digits.size(), 1, 56, 56});
+  out.mnist_centred.images.narrow(2, 14, 28).narrow(3, 14, 28).copy_(mnist_digits.images);
+  out.mnist_labels = mnist_digits.labels;
+  out.mnist_available = test_digits.size();
+  return out;
+}
 
-  const int64_t patch = config.get_int("glom.patch"), levels = config.get_int("glom.levels"),
-                iterations = config.get_int("glom.iterations");
-  json baselines;
-  const int64_t top_radius = config.get_int_list("glom.radii").back() < 0 ? 56 / patch : config.get_int_list("glom.radii").back();
-  for (const auto& layout : kLayouts) baselines[layout] = score_baselines(tests[layout], patch, top_radius);
+// The study's settings that shape its rows.
+struct StudyShape {
+  int64_t levels = 0, iterations = 0, settle = 0, patch = 0;
+  double threshold = 0;
+  bool train_ablation = false, train_unshared = false;
+  int64_t top() const { return levels - 1; }
+};
 
-  report::MetricsWriter metrics(root + "/metrics.jsonl");
-  const auto seeds = config.get_int_list("glom.seeds");
-  const bool train_ablation = config.get_bool("glom.train_ablation");
-  const bool train_unshared = config.get_bool("glom.train_unshared");
-  const double threshold = config.get_double("glom.threshold");
+StudyShape study_shape(const Config& config) {
+  StudyShape s;
+  s.levels = config.get_int("glom.levels");
+  s.iterations = config.get_int("glom.iterations");
   // Test-time settling: 0 means the trained count.
-  const int64_t settle = std::max(iterations, config.get_int("glom.settle_iterations"));
-  // Per seed: [layout] -> scores.
-  std::vector<std::map<std::string, LayoutScores>> scores(seeds.size()), validation_scores(seeds.size()), trained_off(seeds.size()),
-      unshared(seeds.size());
-  std::vector<double> mnist(seeds.size()), mnist_vote(seeds.size()), mnist_off(seeds.size()), mnist_unshared(seeds.size()), train_seconds(seeds.size()),
-      unshared_seconds(seeds.size());
-  int64_t parameters = 0, unshared_parameters = 0;
-  torch::Tensor pictures_touching, pictures_overlapping, pictures_separated;
-  for (size_t s = 0; s < seeds.size(); ++s) {
-    auto model = train_model(config, train, seeds[s], Variant{}, fmt::format("{}/model-seed{}.pt", root, seeds[s]), options.fresh,
-                             metrics, &train_seconds[s]);
-    parameters = nn::count_parameters(*model);
-    for (const auto& layout : kLayouts) scores[s][layout] = score_islands(model, tests[layout], threshold, settle);
-    for (const auto& [layout, scenes] : validation_scenes) validation_scores[s][layout] = score_islands(model, scenes, threshold, settle);
-    const auto accuracy = mnist_accuracy(model, centred, mnist_digits.labels);
-    mnist[s] = accuracy.head, mnist_vote[s] = accuracy.vote;
-    spdlog::info("glom seed {}: top-level FG-ARI touching {:.3f} overlapping {:.3f} separated {:.3f}, MNIST {:.2f}%", seeds[s],
-                 mean_of(scores[s]["touching"].kmeans_ari[iterations][levels - 1]),
-                 mean_of(scores[s]["overlapping"].kmeans_ari[iterations][levels - 1]),
-                 mean_of(scores[s]["separated"].kmeans_ari[iterations][levels - 1]), mnist[s]);
-    if (s == 0) {
-      pictures_touching = island_pictures(model, tests["touching"], 4, levels);
-      pictures_overlapping = island_pictures(model, tests["overlapping"], 4, levels);
-      pictures_separated = island_pictures(model, tests["separated"], 2, levels);
-    }
-    if (train_ablation) {
-      double seconds = 0;
-      auto off = train_model(config, train, seeds[s], Variant{false, true}, fmt::format("{}/model-noattention-seed{}.pt", root, seeds[s]),
-                             options.fresh, metrics, &seconds);
-      for (const auto& layout : kLayouts) trained_off[s][layout] = score_islands(off, tests[layout], threshold, settle);
-      mnist_off[s] = mnist_accuracy(off, centred, mnist_digits.labels).head;
-    }
-    if (train_unshared) {
-      auto separate = train_model(config, train, seeds[s], Variant{true, false}, fmt::format("{}/model-unshared-seed{}.pt", root, seeds[s]),
-                                  options.fresh, metrics, &unshared_seconds[s]);
-      unshared_parameters = nn::count_parameters(*separate);
-      for (const auto& layout : kLayouts) unshared[s][layout] = score_islands(separate, tests[layout], threshold, settle);
-      mnist_unshared[s] = mnist_accuracy(separate, centred, mnist_digits.labels).head;
-    }
-  }
+  s.settle = std::max(s.iterations, config.get_int("glom.settle_iterations"));
+  s.patch = config.get_int("glom.patch");
+  s.threshold = config.get_double("glom.threshold");
+  s.train_ablation = config.get_bool("glom.train_ablation");
+  s.train_unshared = config.get_bool("glom.train_unshared");
+  return s;
+}
 
-  // Aggregate: top level, final iteration, mean over seeds of each seed's mean over scenes.
-  auto over_seeds = [&](auto&& get) {
-    std::vector<double> v;
-    for (size_t s = 0; s < seeds.size(); ++s) v.push_back(get(s));
-    return v;
-  };
-  const int64_t top = levels - 1;
-  json rows = json::array(), detail = json::object();
-  std::map<std::string, double> headline, pixel_headline, spectral_headline, centred_headline, centred_pixel_headline;
-  for (const auto& layout : kLayouts) {
-    const auto v = over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[iterations][top]); });
-    headline[layout] = mean_of(v);
-    const bool counts = layout != "separated";
-    rows.push_back(report::result_row("fg_ari_" + layout,
-                                      fmt::format("FG-ARI, {} two-digit scenes: GLOM top-level islands (k-means, k = digits), "
-                                                  "mean of {} seeds (sd {:.3f}){}",
-                                                  layout, seeds.size(), sd_of(v), counts ? "" : "; does not count"),
-                                      counts ? json(0.80) : json(nullptr), finite_or_null(headline[layout]), "ARI"));
-    const auto pixel = over_seeds([&](size_t s) { return mean_of(scores[s][layout].pixel_ari[top]); });
-    pixel_headline[layout] = mean_of(pixel);
-    rows.push_back(report::result_row("fg_ari_per_pixel_" + layout,
-                                      fmt::format("  the same islands read out per pixel (embeddings interpolated between patch centres, "
-                                                  "nearest k-means centre), {} (sd {:.3f})", layout, sd_of(pixel)),
-                                      nullptr, finite_or_null(pixel_headline[layout]), "ARI"));
-    const auto centred = over_seeds([&](size_t s) { return mean_of(scores[s][layout].centred_ari); });
-    const auto centred_pixel = over_seeds([&](size_t s) { return mean_of(scores[s][layout].centred_pixel_ari); });
-    centred_headline[layout] = mean_of(centred);
-    centred_pixel_headline[layout] = mean_of(centred_pixel);
-    rows.push_back(report::result_row("fg_ari_centred_" + layout,
-                                      fmt::format("  the same islands, the image's mean ink embedding subtracted before the cosine "
-                                                  "k-means, {} (sd {:.3f})", layout, sd_of(centred)),
-                                      nullptr, finite_or_null(centred_headline[layout]), "ARI"));
-    rows.push_back(report::result_row("fg_ari_centred_per_pixel_" + layout,
-                                      fmt::format("  the same, centred and read out per pixel, {} (sd {:.3f})", layout, sd_of(centred_pixel)),
-                                      nullptr, finite_or_null(centred_pixel_headline[layout]), "ARI"));
-    const auto imagined = over_seeds([&](size_t s) { return mean_of(scores[s][layout].imagined_ari[top]); });
-    rows.push_back(report::result_row("fg_ari_imagined_" + layout,
-                                      fmt::format("  the same islands imagined per pixel (each island's mean embedding at every location, "
-                                                  "down the top-down nets to pixels; each ink pixel to the island imagining the most ink "
-                                                  "there), {} (sd {:.3f})", layout, sd_of(imagined)),
-                                      nullptr, finite_or_null(mean_of(imagined)), "ARI"));
-    const auto imagined_reference = over_seeds([&](size_t s) { return mean_of(scores[s][layout].imagined_reference_ari); });
-    rows.push_back(report::result_row("imagined_reference_" + layout,
-                                      fmt::format("  reference: the same imagining from the masks' islands (ink patches grouped by "
-                                                  "majority digit), {} (sd {:.3f})", layout, sd_of(imagined_reference)),
-                                      nullptr, finite_or_null(mean_of(imagined_reference)), "ARI"));
-    const auto spectral = over_seeds([&](size_t s) { return mean_of(scores[s][layout].spectral_ari[top]); });
-    spectral_headline[layout] = mean_of(spectral);
-    rows.push_back(report::result_row("fg_ari_spectral_" + layout,
-                                      fmt::format("  the same embeddings, islands by a normalised cut of the top level's agreement graph "
-                                                  "(its window and beta), {} (sd {:.3f})", layout, sd_of(spectral)),
-                                      nullptr, finite_or_null(spectral_headline[layout]), "ARI"));
-    const auto classified = over_seeds([&](size_t s) { return mean_of(scores[s][layout].class_ari); });
-    rows.push_back(report::result_row("fg_ari_classifier_" + layout,
-                                      fmt::format("  diagnostic, not islands: every ink patch labelled by the top level's class scores "
-                                                  "(the most probable of the k classes its image votes for), {} (sd {:.3f})",
-                                                  layout, sd_of(classified)),
-                                      nullptr, finite_or_null(mean_of(classified)), "ARI"));
-    rows.push_back(report::result_row("ink_components_" + layout, "  baseline: connected components of the ink, " + layout, nullptr,
-                                      baselines[layout]["ink_components"], "ARI"));
-    rows.push_back(report::result_row("kmeans_pixels_" + layout,
-                                      fmt::format("  baseline: k-means on raw patch pixels + position (weight {}), {}",
-                                                  baselines[layout]["kmeans_position_weight"].get<double>(), layout),
-                                      nullptr, baselines[layout]["kmeans_pixels_position"], "ARI"));
-    rows.push_back(report::result_row("kmeans_pixels_per_pixel_" + layout,
-                                      fmt::format("  baseline: the same k-means read out per pixel (weight {}), {}",
-                                                  baselines[layout]["kmeans_position_weight_per_pixel"].get<double>(), layout),
-                                      nullptr, baselines[layout]["kmeans_pixels_position_per_pixel"], "ARI"));
-    rows.push_back(report::result_row("spectral_pixels_" + layout,
-                                      fmt::format("  baseline: a normalised cut of the raw patches' agreement graph (the same window, beta {}), {}",
-                                                  baselines[layout]["spectral_beta"].get<double>(), layout),
-                                      nullptr, baselines[layout]["spectral_pixels"], "ARI"));
-    rows.push_back(report::result_row("patch_reference_" + layout,
-                                      fmt::format("  reference: every ink patch labelled with its majority digit from the masks (one label "
-                                                  "per {}x{} patch, perfectly chosen), {}", patch, patch, layout),
-                                      nullptr, baselines[layout]["patch_reference"], "ARI"));
-    rows.push_back(report::result_row("patch_reference_per_pixel_" + layout,
-                                      "  reference: the same majority labels read out per pixel, " + layout, nullptr,
-                                      baselines[layout]["patch_reference_per_pixel"], "ARI"));
-    if (settle > iterations) {
-      const auto settled = over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[settle][top]); });
-      rows.push_back(report::result_row("fg_ari_settled_" + layout,
-                                        fmt::format("  the same models settling for {} iterations at test time (trained with {}), {}", settle,
-                                                    iterations, layout),
-                                        nullptr, finite_or_null(mean_of(settled)), "ARI"));
-    }
-    const auto thr = over_seeds([&](size_t s) { return mean_of(scores[s][layout].threshold_ari[top]); });
-    rows.push_back(report::result_row("fg_ari_threshold_" + layout,
-                                      fmt::format("  GLOM top-level islands by cosine > {} + connected components, {}", threshold, layout),
-                                      nullptr, finite_or_null(mean_of(thr)), "ARI"));
-    const auto abl = over_seeds([&](size_t s) { return mean_of(scores[s][layout].ablation_ari[top]); });
-    rows.push_back(report::result_row("fg_ari_attention_off_" + layout,
-                                      "  ablation: same models, attention term switched off at test time, " + layout, nullptr,
-                                      finite_or_null(mean_of(abl)), "ARI"));
-    if (train_ablation) {
-      const auto tabl = over_seeds([&](size_t s) { return mean_of(trained_off[s][layout].kmeans_ari[iterations][top]); });
-      rows.push_back(report::result_row("fg_ari_trained_without_attention_" + layout,
-                                        "  ablation: models trained and run without the attention term, " + layout, nullptr,
-                                        finite_or_null(mean_of(tabl)), "ARI"));
-    }
+// One seed's models, scored: the main model, and the variants the config asks for.
+struct SeedRun {
+  int64_t seed = 0;
+  std::map<std::string, LayoutScores> test, validation, trained_off, unshared;  // [layout]
+  double mnist = 0, mnist_vote = 0, mnist_off = 0, mnist_unshared = 0;
+  double train_seconds = 0, unshared_seconds = 0;
+  int64_t parameters = 0, unshared_parameters = 0;
+  std::map<std::string, torch::Tensor> pictures;  // [layout], when asked for
+};
+
+SeedRun run_seed(const Config& config, const StudyScenes& scenes, const StudyShape& shape, int64_t seed, const std::string& root,
+                 bool fresh, report::MetricsWriter& metrics, bool draw_pictures) {
+  SeedRun run;
+  run.seed = seed;
+  auto model = train_model(config, scenes.train, seed, Variant{}, fmt::format("{}/model-seed{}.pt", root, seed), fresh, metrics,
+                           &run.train_seconds);
+  run.parameters = nn::count_parameters(*model);
+  for (const auto& layout : kLayouts) run.test[layout] = score_islands(model, scenes.tests.at(layout), shape.threshold, shape.settle);
+  for (const auto& [layout, s] : scenes.validation) run.validation[layout] = score_islands(model, s, shape.threshold, shape.settle);
+  const auto accuracy = mnist_accuracy(model, scenes.mnist_centred, scenes.mnist_labels);
+  run.mnist = accuracy.head, run.mnist_vote = accuracy.vote;
+  const auto final_top = [&](const std::string& layout) { return mean_of(run.test[layout].kmeans_ari[shape.iterations][shape.top()]); };
+  spdlog::info("glom seed {}: top-level FG-ARI touching {:.3f} overlapping {:.3f} separated {:.3f}, MNIST {:.2f}%", seed,
+               final_top("touching"), final_top("overlapping"), final_top("separated"), run.mnist);
+  if (draw_pictures) {
+    const std::vector<std::pair<std::string, int64_t>> shown = {{"touching", 4}, {"overlapping", 4}, {"separated", 2}};
+    for (const auto& [layout, count] : shown) run.pictures[layout] = island_pictures(model, scenes.tests.at(layout), count, shape.levels);
   }
+  if (shape.train_ablation) {
+    double seconds = 0;
+    auto off = train_model(config, scenes.train, seed, Variant{false, true}, fmt::format("{}/model-noattention-seed{}.pt", root, seed),
+                           fresh, metrics, &seconds);
+    for (const auto& layout : kLayouts) run.trained_off[layout] = score_islands(off, scenes.tests.at(layout), shape.threshold, shape.settle);
+    run.mnist_off = mnist_accuracy(off, scenes.mnist_centred, scenes.mnist_labels).head;
+  }
+  if (shape.train_unshared) {
+    auto separate = train_model(config, scenes.train, seed, Variant{true, false}, fmt::format("{}/model-unshared-seed{}.pt", root, seed),
+                                fresh, metrics, &run.unshared_seconds);
+    run.unshared_parameters = nn::count_parameters(*separate);
+    for (const auto& layout : kLayouts) run.unshared[layout] = score_islands(separate, scenes.tests.at(layout), shape.threshold, shape.settle);
+    run.mnist_unshared = mnist_accuracy(separate, scenes.mnist_centred, scenes.mnist_labels).head;
+  }
+  return run;
+}
+
+// One figure per seed, in seed order.
+template <typename Get>
+std::vector<double> over_seeds(const std::vector<SeedRun>& runs, Get&& get) {
+  std::vector<double> v;
+  for (const auto& run : runs) v.push_back(get(run));
+  return v;
+}
+
+// The top level's FG-ARI of each readout, mean over seeds: [readout][layout].
+struct Headlines {
+  std::map<std::string, double> patch, pixel, spectral, centred, centred_pixel;
+};
+
+// The rows of one layout: GLOM's readouts, the baselines, the references and the ablations.
+void add_layout_rows(json& rows, Headlines& headlines, const std::string& layout, const std::vector<SeedRun>& runs,
+                     const json& baselines, const StudyShape& shape) {
+  const int64_t top = shape.top(), iterations = shape.iterations;
+  const auto per_seed = [&](auto&& get) { return over_seeds(runs, [&](const SeedRun& r) { return mean_of(get(r.test.at(layout))); }); };
+  const auto v = per_seed([&](const LayoutScores& s) { return s.kmeans_ari[iterations][top]; });
+  headlines.patch[layout] = mean_of(v);
+  const bool counts = layout != "separated";
+  rows.push_back(report::result_row("fg_ari_" + layout,
+                                    fmt::format("FG-ARI, {} two-digit scenes: GLOM top-level islands (k-means, k = digits), "
+                                                "mean of {} seeds (sd {:.3f}){}",
+                                                layout, runs.size(), sd_of(v), counts ? "" : "; does not count"),
+                                    counts ? json(0.80) : json(nullptr), finite_or_null(headlines.patch[layout]), "ARI"));
+  const auto pixel = per_seed([&](const LayoutScores& s) { return s.pixel_ari[top]; });
+  headlines.pixel[layout] = mean_of(pixel);
+  rows.push_back(report::result_row("fg_ari_per_pixel_" + layout,
+                                    fmt::format("  the same islands read out per pixel (embeddings interpolated between patch centres, "
+                                                "nearest k-means centre), {} (sd {:.3f})", layout, sd_of(pixel)),
+                                    nullptr, finite_or_null(headlines.pixel[layout]), "ARI"));
+  const auto centred = per_seed([&](const LayoutScores& s) { return s.centred_ari; });
+  const auto centred_pixel = per_seed([&](const LayoutScores& s) { return s.centred_pixel_ari; });
+  headlines.centred[layout] = mean_of(centred);
+  headlines.centred_pixel[layout] = mean_of(centred_pixel);
+  rows.push_back(report::result_row("fg_ari_centred_" + layout,
+                                    fmt::format("  the same islands, the image's mean ink embedding subtracted before the cosine "
+                                                "k-means, {} (sd {:.3f})", layout, sd_of(centred)),
+                                    nullptr, finite_or_null(headlines.centred[layout]), "ARI"));
+  rows.push_back(report::result_row("fg_ari_centred_per_pixel_" + layout,
+                                    fmt::format("  the same, centred and read out per pixel, {} (sd {:.3f})", layout, sd_of(centred_pixel)),
+                                    nullptr, finite_or_null(headlines.centred_pixel[layout]), "ARI"));
+  const auto imagined = per_seed([&](const LayoutScores& s) { return s.imagined_ari[top]; });
+  rows.push_back(report::result_row("fg_ari_imagined_" + layout,
+                                    fmt::format("  the same islands imagined per pixel (each island's mean embedding at every location, "
+                                                "down the top-down nets to pixels; each ink pixel to the island imagining the most ink "
+                                                "there), {} (sd {:.3f})", layout, sd_of(imagined)),
+                                    nullptr, finite_or_null(mean_of(imagined)), "ARI"));
+  const auto imagined_reference = per_seed([&](const LayoutScores& s) { return s.imagined_reference_ari; });
+  rows.push_back(report::result_row("imagined_reference_" + layout,
+                                    fmt::format("  reference: the same imagining from the masks' islands (ink patches grouped by "
+                                                "majority digit), {} (sd {:.3f})", layout, sd_of(imagined_reference)),
+                                    nullptr, finite_or_null(mean_of(imagined_reference)), "ARI"));
+  const auto spectral = per_seed([&](const LayoutScores& s) { return s.spectral_ari[top]; });
+  headlines.spectral[layout] = mean_of(spectral);
+  rows.push_back(report::result_row("fg_ari_spectral_" + layout,
+                                    fmt::format("  the same embeddings, islands by a normalised cut of the top level's agreement graph "
+                                                "(its window and beta), {} (sd {:.3f})", layout, sd_of(spectral)),
+                                    nullptr, finite_or_null(headlines.spectral[layout]), "ARI"));
+  const auto classified = per_seed([&](const LayoutScores& s) { return s.class_ari; });
+  rows.push_back(report::result_row("fg_ari_classifier_" + layout,
+                                    fmt::format("  diagnostic, not islands: every ink patch labelled by the top level's class scores "
+                                                "(the most probable of the k classes its image votes for), {} (sd {:.3f})",
+                                                layout, sd_of(classified)),
+                                    nullptr, finite_or_null(mean_of(classified)), "ARI"));
+  rows.push_back(report::result_row("ink_components_" + layout, "  baseline: connected components of the ink, " + layout, nullptr,
+                                    baselines["ink_components"], "ARI"));
+  rows.push_back(report::result_row("kmeans_pixels_" + layout,
+                                    fmt::format("  baseline: k-means on raw patch pixels + position (weight {}), {}",
+                                                baselines["kmeans_position_weight"].get<double>(), layout),
+                                    nullptr, baselines["kmeans_pixels_position"], "ARI"));
+  rows.push_back(report::result_row("kmeans_pixels_per_pixel_" + layout,
+                                    fmt::format("  baseline: the same k-means read out per pixel (weight {}), {}",
+                                                baselines["kmeans_position_weight_per_pixel"].get<double>(), layout),
+                                    nullptr, baselines["kmeans_pixels_position_per_pixel"], "ARI"));
+  rows.push_back(report::result_row("spectral_pixels_" + layout,
+                                    fmt::format("  baseline: a normalised cut of the raw patches' agreement graph (the same window, beta {}), {}",
+                                                baselines["spectral_beta"].get<double>(), layout),
+                                    nullptr, baselines["spectral_pixels"], "ARI"));
+  rows.push_back(report::result_row("patch_reference_" + layout,
+                                    fmt::format("  reference: every ink patch labelled with its majority digit from the masks (one label "
+                                                "per {}x{} patch, perfectly chosen), {}", shape.patch, shape.patch, layout),
+                                    nullptr, baselines["patch_reference"], "ARI"));
+  rows.push_back(report::result_row("patch_reference_per_pixel_" + layout,
+                                    "  reference: the same majority labels read out per pixel, " + layout, nullptr,
+                                    baselines["patch_reference_per_pixel"], "ARI"));
+  if (shape.settle > iterations) {
+    const auto settled = per_seed([&](const LayoutScores& s) { return s.kmeans_ari[shape.settle][top]; });
+    rows.push_back(report::result_row("fg_ari_settled_" + layout,
+                                      fmt::format("  the same models settling for {} iterations at test time (trained with {}), {}", shape.settle,
+                                                  iterations, layout),
+                                      nullptr, finite_or_null(mean_of(settled)), "ARI"));
+  }
+  const auto thr = per_seed([&](const LayoutScores& s) { return s.threshold_ari[top]; });
+  rows.push_back(report::result_row("fg_ari_threshold_" + layout,
+                                    fmt::format("  GLOM top-level islands by cosine > {} + connected components, {}", shape.threshold, layout),
+                                    nullptr, finite_or_null(mean_of(thr)), "ARI"));
+  const auto abl = per_seed([&](const LayoutScores& s) { return s.ablation_ari[top]; });
+  rows.push_back(report::result_row("fg_ari_attention_off_" + layout,
+                                    "  ablation: same models, attention term switched off at test time, " + layout, nullptr,
+                                    finite_or_null(mean_of(abl)), "ARI"));
+  if (shape.train_ablation) {
+    const auto tabl = over_seeds(runs, [&](const SeedRun& r) { return mean_of(r.trained_off.at(layout).kmeans_ari[iterations][top]); });
+    rows.push_back(report::result_row("fg_ari_trained_without_attention_" + layout,
+                                      "  ablation: models trained and run without the attention term, " + layout, nullptr,
+                                      finite_or_null(mean_of(tabl)), "ARI"));
+  }
+}
+
+// Each readout of GLOM's embeddings against the baselines read out the same way (ink components
+// count against all), on the layouts that count.
+void add_baseline_verdicts(json& rows, const Headlines& h, const json& baselines) {
   for (const auto& layout : {std::string("touching"), std::string("overlapping")}) {
-    // Each readout of GLOM's embeddings against the baselines read out the same way (ink components
-    // count against all).
-    const double ink = baselines[layout]["ink_components"].get<double>();
+    const json& b = baselines[layout];
+    const double ink = b["ink_components"].get<double>();
     const std::vector<std::tuple<std::string, double, double>> readouts = {
-        {"k-means per patch", headline[layout], baselines[layout]["kmeans_pixels_position"].get<double>()},
-        {"per pixel", pixel_headline[layout], baselines[layout]["kmeans_pixels_position_per_pixel"].get<double>()},
-        {"normalised cut", spectral_headline[layout], baselines[layout]["spectral_pixels"].get<double>()},
+        {"k-means per patch", h.patch.at(layout), b["kmeans_pixels_position"].get<double>()},
+        {"per pixel", h.pixel.at(layout), b["kmeans_pixels_position_per_pixel"].get<double>()},
+        {"normalised cut", h.spectral.at(layout), b["spectral_pixels"].get<double>()},
         // The baselines' k-means is Euclidean, which subtracting a mean does not change.
-        {"centred", centred_headline[layout], baselines[layout]["kmeans_pixels_position"].get<double>()},
-        {"centred per pixel", centred_pixel_headline[layout], baselines[layout]["kmeans_pixels_position_per_pixel"].get<double>()}};
+        {"centred", h.centred.at(layout), b["kmeans_pixels_position"].get<double>()},
+        {"centred per pixel", h.centred_pixel.at(layout), b["kmeans_pixels_position_per_pixel"].get<double>()}};
     bool beats = true;
     std::vector<std::string> lost;
     for (const auto& [name, glom, baseline] : readouts) {
@@ -815,15 +836,20 @@ json run_glom_study(const ExperimentOptions& options) {
                                       "GLOM top level beats the best trivial baseline on " + layout + " scenes, each readout against its own",
                                       "yes", beats ? "yes" : fmt::format("no ({})", fmt::join(lost, "; ")), ""));
   }
-  // The readout chosen on the validation scenes, scored on the test scenes.
-  std::map<std::string, json> chosen_readouts;
-  for (const auto& [layout, scenes] : validation_scenes) {
+}
+
+// The readout chosen on the validation scenes, scored on the test scenes: a row per validated
+// layout, and what was chosen (with the runners-up) per layout.
+std::map<std::string, json> add_validated_rows(json& rows, const std::vector<SeedRun>& runs,
+                                               const std::map<std::string, data::Scenes>& validation) {
+  std::map<std::string, json> chosen;
+  for (const auto& [layout, scenes] : validation) {
     std::vector<std::vector<std::pair<std::string, const std::vector<double>*>>> validated_by_seed, tested_by_seed;
-    for (size_t s = 0; s < seeds.size(); ++s) {
-      validated_by_seed.push_back(island_readouts(validation_scores[s].at(layout)));
-      tested_by_seed.push_back(island_readouts(scores[s].at(layout)));
+    for (const auto& run : runs) {
+      validated_by_seed.push_back(island_readouts(run.validation.at(layout)));
+      tested_by_seed.push_back(island_readouts(run.test.at(layout)));
     }
-    // Mean over seeds of each seed's mean over scenes, for readout c.
+    // Each seed's mean over scenes, for readout c.
     const auto mean_over_seeds = [&](const auto& by_seed, size_t c) {
       std::vector<double> v;
       for (const auto& readouts : by_seed) v.push_back(mean_of(*readouts[c].second));
@@ -847,107 +873,118 @@ json run_glom_study(const ExperimentOptions& options) {
     for (size_t r = 0; r < std::min<size_t>(5, ranked.size()); ++r) {
       runners_up.push_back({{"readout", tested_by_seed[0][ranked[r].second].first}, {"validation", finite_or_null(ranked[r].first)}});
     }
-    chosen_readouts[layout] = {{"scenes", scenes.size()}, {"readout", name}, {"validation", finite_or_null(validated)},
-                               {"test", finite_or_null(mean_of(test))}, {"best_on_validation", runners_up}};
+    chosen[layout] = {{"scenes", scenes.size()}, {"readout", name}, {"validation", finite_or_null(validated)},
+                      {"test", finite_or_null(mean_of(test))}, {"best_on_validation", runners_up}};
   }
-  {
-    const auto wb = over_seeds([&](size_t s) { return mean_of(scores[s]["touching"].within_between[top]); });
-    rows.push_back(report::result_row("within_minus_between",
-                                      "Top level: within-digit minus between-digit cosine similarity, touching scenes", nullptr,
-                                      finite_or_null(mean_of(wb)), "cosine"));
-    const auto count = over_seeds([&](size_t s) { return mean_of(scores[s]["touching"].island_count[top]); });
-    rows.push_back(report::result_row("islands_top", fmt::format("Top level: islands (cosine > {}) among ink patches, touching scenes (2 digits)", threshold),
-                                      nullptr, finite_or_null(mean_of(count)), "islands"));
-  }
-  rows.push_back(report::result_row("mnist_top_level", fmt::format("MNIST test accuracy from the top level (MIL head), {} {} test digits centred on the canvas, mean of {} seeds (sd {:.2f})",
-                                                                   mnist_digits.size() == test_digits.size() ? "all" : "first", mnist_digits.size(),
-                                                                   seeds.size(), sd_of(mnist)),
+  return chosen;
+}
+
+// The top level's agreement, MNIST accuracy, size and cost; and the variant without weight sharing.
+void add_summary_rows(json& rows, const std::vector<SeedRun>& runs, const Headlines& headlines, const StudyScenes& scenes,
+                      const StudyShape& shape) {
+  const int64_t top = shape.top();
+  const auto touching = [&](auto&& get) { return over_seeds(runs, [&](const SeedRun& r) { return mean_of(get(r.test.at("touching"))); }); };
+  const auto wb = touching([&](const LayoutScores& s) { return s.within_between[top]; });
+  rows.push_back(report::result_row("within_minus_between", "Top level: within-digit minus between-digit cosine similarity, touching scenes",
+                                    nullptr, finite_or_null(mean_of(wb)), "cosine"));
+  const auto count = touching([&](const LayoutScores& s) { return s.island_count[top]; });
+  rows.push_back(report::result_row("islands_top",
+                                    fmt::format("Top level: islands (cosine > {}) among ink patches, touching scenes (2 digits)", shape.threshold),
+                                    nullptr, finite_or_null(mean_of(count)), "islands"));
+  const auto mnist = over_seeds(runs, [](const SeedRun& r) { return r.mnist; });
+  const auto mnist_vote = over_seeds(runs, [](const SeedRun& r) { return r.mnist_vote; });
+  const int64_t mnist_count = scenes.mnist_centred.size();
+  rows.push_back(report::result_row("mnist_top_level",
+                                    fmt::format("MNIST test accuracy from the top level (MIL head), {} {} test digits centred on the canvas, "
+                                                "mean of {} seeds (sd {:.2f})",
+                                                mnist_count == scenes.mnist_available ? "all" : "first", mnist_count, runs.size(), sd_of(mnist)),
                                     98.0, mean_of(mnist), "%"));
   rows.push_back(report::result_row("mnist_top_level_vote",
                                     fmt::format("  the same models, the island's vote: every ink location's class log-probabilities summed (sd {:.2f})",
                                                 sd_of(mnist_vote)),
                                     nullptr, mean_of(mnist_vote), "%"));
-  if (train_ablation) {
-    rows.push_back(report::result_row("mnist_without_attention", "  the same, models trained without attention", nullptr, mean_of(mnist_off), "%"));
+  if (shape.train_ablation) {
+    rows.push_back(report::result_row("mnist_without_attention", "  the same, models trained without attention", nullptr,
+                                      mean_of(over_seeds(runs, [](const SeedRun& r) { return r.mnist_off; })), "%"));
   }
-  rows.push_back(report::result_row("parameters", "GLOM parameters (one set of column nets shared by all locations)", nullptr, parameters, "parameters"));
+  rows.push_back(report::result_row("parameters", "GLOM parameters (one set of column nets shared by all locations)", nullptr,
+                                    runs.back().parameters, "parameters"));
   rows.push_back(report::result_row("train_seconds", "  training seconds per seed (wall clock on the shared machine)", nullptr,
-                                    finite_or_null(mean_of(train_seconds)), "s"));
-  if (train_unshared) {
-    // Issue 6: the same GLOM with nothing shared between columns. Its columns can learn from each
-    // other only through the consensus: the attention term and the island regulariser, which
-    // distils every column's bottom-up and top-down predictions towards it.
-    const std::string what = "GLOM without weight sharing (each column its own nets; they learn from each other only by distilling towards the consensus)";
-    rows.push_back(report::result_row("unshared_parameters", what + ": parameters", nullptr, unshared_parameters, "parameters"));
-    rows.push_back(report::result_row("unshared_train_seconds", "  its training seconds per seed", nullptr,
-                                      finite_or_null(mean_of(unshared_seconds)), "s"));
-    for (const auto& layout : kLayouts) {
-      const auto v = over_seeds([&](size_t s) { return mean_of(unshared[s][layout].kmeans_ari[iterations][top]); });
-      rows.push_back(report::result_row("unshared_fg_ari_" + layout, fmt::format("  its FG-ARI, {} scenes (shared weights: {:.3f})", layout, headline[layout]),
-                                        nullptr, finite_or_null(mean_of(v)), "ARI"));
-    }
-    const auto wb = over_seeds([&](size_t s) { return mean_of(unshared[s]["touching"].within_between[top]); });
-    rows.push_back(report::result_row("unshared_within_minus_between", "  its top level: within-digit minus between-digit cosine, touching scenes",
-                                      nullptr, finite_or_null(mean_of(wb)), "cosine"));
-    rows.push_back(report::result_row("unshared_mnist", fmt::format("  its MNIST accuracy from the top level (shared weights: {:.1f}%)", mean_of(mnist)),
-                                      nullptr, mean_of(mnist_unshared), "%"));
-  }
-
-  // Per level and per iteration, every layout, mean over seeds.
+                                    finite_or_null(mean_of(over_seeds(runs, [](const SeedRun& r) { return r.train_seconds; }))), "s"));
+  if (!shape.train_unshared) return;
+  // Issue 6: the same GLOM with nothing shared between columns. Its columns can learn from each
+  // other only through the consensus: the attention term and the island regulariser, which
+  // distils every column's bottom-up and top-down predictions towards it.
+  const std::string what = "GLOM without weight sharing (each column its own nets; they learn from each other only by distilling towards the consensus)";
+  rows.push_back(report::result_row("unshared_parameters", what + ": parameters", nullptr, runs.back().unshared_parameters, "parameters"));
+  rows.push_back(report::result_row("unshared_train_seconds", "  its training seconds per seed", nullptr,
+                                    finite_or_null(mean_of(over_seeds(runs, [](const SeedRun& r) { return r.unshared_seconds; }))), "s"));
   for (const auto& layout : kLayouts) {
-    std::vector<std::vector<double>> per(settle + 1, std::vector<double>(levels));
-    std::vector<double> pix(levels), imagined(levels), spec(levels), thr(levels), abl(levels), wb(levels), count(levels), off(levels);
-    for (int64_t t = 0; t <= settle; ++t) {
-      for (int64_t l = 0; l < levels; ++l) {
-        per[t][l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].kmeans_ari[t][l]); }));
-      }
-    }
-    for (int64_t l = 0; l < levels; ++l) {
-      pix[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].pixel_ari[l]); }));
-      imagined[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].imagined_ari[l]); }));
-      spec[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].spectral_ari[l]); }));
-      thr[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].threshold_ari[l]); }));
-      abl[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].ablation_ari[l]); }));
-      wb[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].within_between[l]); }));
-      count[l] = mean_of(over_seeds([&](size_t s) { return mean_of(scores[s][layout].island_count[l]); }));
-      off[l] = train_ablation ? mean_of(over_seeds([&](size_t s) { return mean_of(trained_off[s][layout].kmeans_ari[iterations][l]); }))
-                              : std::nan("");
-    }
-    json per_seed = json::array();
-    for (size_t s = 0; s < seeds.size(); ++s) {
-      std::vector<double> v(levels);
-      for (int64_t l = 0; l < levels; ++l) v[l] = mean_of(scores[s][layout].kmeans_ari[iterations][l]);
-      per_seed.push_back({{"seed", seeds[s]}, {"fg_ari_per_level", matrix_json({v})[0]}});
-    }
-    // Scenes of every seed pooled, top level, final iteration.
-    std::vector<double> top_patch, top_pixel;
-    for (size_t s = 0; s < seeds.size(); ++s) {
-      const auto& k = scores[s][layout].kmeans_ari[iterations][top];
-      const auto& p = scores[s][layout].pixel_ari[top];
-      top_patch.insert(top_patch.end(), k.begin(), k.end());
-      top_pixel.insert(top_pixel.end(), p.begin(), p.end());
-    }
-    detail[layout] = {{"fg_ari_iteration_level", matrix_json(per)},
-                      {"top_level_scenes", {{"per_patch", scene_distribution(top_patch)}, {"per_pixel", scene_distribution(top_pixel)}}},
-                      {"fg_ari_per_pixel_level", matrix_json({pix})[0]},
-                      {"fg_ari_imagined_level", matrix_json({imagined})[0]},
-                      {"fg_ari_spectral_level", matrix_json({spec})[0]},
-                      {"fg_ari_threshold_level", matrix_json({thr})[0]},
-                      {"fg_ari_attention_off_level", matrix_json({abl})[0]},
-                      {"fg_ari_trained_without_attention_level", matrix_json({off})[0]},
-                      {"within_minus_between_level", matrix_json({wb})[0]},
-                      {"islands_level", matrix_json({count})[0]},
-                      {"per_seed", per_seed},
-                      {"baselines", baselines[layout]}};
-    if (chosen_readouts.count(layout)) detail[layout]["validated_readout"] = chosen_readouts[layout];
+    const auto v = over_seeds(runs, [&](const SeedRun& r) { return mean_of(r.unshared.at(layout).kmeans_ari[shape.iterations][top]); });
+    rows.push_back(report::result_row("unshared_fg_ari_" + layout,
+                                      fmt::format("  its FG-ARI, {} scenes (shared weights: {:.3f})", layout, headlines.patch.at(layout)),
+                                      nullptr, finite_or_null(mean_of(v)), "ARI"));
   }
+  const auto unshared_wb = over_seeds(runs, [&](const SeedRun& r) { return mean_of(r.unshared.at("touching").within_between[top]); });
+  rows.push_back(report::result_row("unshared_within_minus_between", "  its top level: within-digit minus between-digit cosine, touching scenes",
+                                    nullptr, finite_or_null(mean_of(unshared_wb)), "cosine"));
+  rows.push_back(report::result_row("unshared_mnist", fmt::format("  its MNIST accuracy from the top level (shared weights: {:.1f}%)", mean_of(mnist)),
+                                    nullptr, mean_of(over_seeds(runs, [](const SeedRun& r) { return r.mnist_unshared; })), "%"));
+}
 
+// Per level and per iteration, one layout, mean over seeds; each seed's levels; the top level's
+// scenes of every seed pooled.
+json layout_detail(const std::string& layout, const std::vector<SeedRun>& runs, const StudyShape& shape, const json& baselines) {
+  const int64_t levels = shape.levels, iterations = shape.iterations, top = shape.top();
+  const auto seed_mean = [&](auto&& get) { return mean_of(over_seeds(runs, [&](const SeedRun& r) { return mean_of(get(r)); })); };
+  std::vector<std::vector<double>> per(shape.settle + 1, std::vector<double>(levels));
+  std::vector<double> pix(levels), imagined(levels), spec(levels), thr(levels), abl(levels), wb(levels), count(levels), off(levels);
+  for (int64_t t = 0; t <= shape.settle; ++t) {
+    for (int64_t l = 0; l < levels; ++l) per[t][l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).kmeans_ari[t][l]; });
+  }
+  for (int64_t l = 0; l < levels; ++l) {
+    pix[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).pixel_ari[l]; });
+    imagined[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).imagined_ari[l]; });
+    spec[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).spectral_ari[l]; });
+    thr[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).threshold_ari[l]; });
+    abl[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).ablation_ari[l]; });
+    wb[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).within_between[l]; });
+    count[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).island_count[l]; });
+    off[l] = shape.train_ablation ? seed_mean([&](const SeedRun& r) { return r.trained_off.at(layout).kmeans_ari[iterations][l]; })
+                                  : std::nan("");
+  }
+  json per_seed = json::array();
+  std::vector<double> top_patch, top_pixel;
+  for (const auto& run : runs) {
+    const auto& s = run.test.at(layout);
+    std::vector<double> v(levels);
+    for (int64_t l = 0; l < levels; ++l) v[l] = mean_of(s.kmeans_ari[iterations][l]);
+    per_seed.push_back({{"seed", run.seed}, {"fg_ari_per_level", matrix_json({v})[0]}});
+    top_patch.insert(top_patch.end(), s.kmeans_ari[iterations][top].begin(), s.kmeans_ari[iterations][top].end());
+    top_pixel.insert(top_pixel.end(), s.pixel_ari[top].begin(), s.pixel_ari[top].end());
+  }
+  return {{"fg_ari_iteration_level", matrix_json(per)},
+          {"top_level_scenes", {{"per_patch", scene_distribution(top_patch)}, {"per_pixel", scene_distribution(top_pixel)}}},
+          {"fg_ari_per_pixel_level", matrix_json({pix})[0]},
+          {"fg_ari_imagined_level", matrix_json({imagined})[0]},
+          {"fg_ari_spectral_level", matrix_json({spec})[0]},
+          {"fg_ari_threshold_level", matrix_json({thr})[0]},
+          {"fg_ari_attention_off_level", matrix_json({abl})[0]},
+          {"fg_ari_trained_without_attention_level", matrix_json({off})[0]},
+          {"within_minus_between_level", matrix_json({wb})[0]},
+          {"islands_level", matrix_json({count})[0]},
+          {"per_seed", per_seed},
+          {"baselines", baselines}};
+}
+
+// What the model was, how it was trained and how the islands are read out, in words.
+json study_notes(const Config& config, const StudyShape& shape) {
   json notes = json::array();
   notes.push_back(fmt::format("Model: {} levels x {} dims, {} iterations, {}x{} patches (a {}x{} grid), radii {}, beta {} x {}^level; "
                               "trained {} steps x {} scenes per seed on {} MNIST-train scenes ({:.0f}% single digits, the rest 2-3 digits {}), "
                               "with denoising, the island regulariser, InfoNCE push-apart and image-level multi-labels (MIL). No masks in training.",
-                              levels, config.get_int("glom.dim"), iterations, patch, patch, 56 / patch, 56 / patch,
-                              fmt::join(config.get_int_list("glom.radii"), ","), config.get_double("glom.beta"),
+                              shape.levels, config.get_int("glom.dim"), shape.iterations, shape.patch, shape.patch, 56 / shape.patch,
+                              56 / shape.patch, fmt::join(config.get_int_list("glom.radii"), ","), config.get_double("glom.beta"),
                               config.get_double("glom.beta_growth"), config.get_int("glom.steps"), config.get_int("glom.batch"),
                               config.get_int("glom.train_scenes"), 100 * config.get_double("glom.single_fraction"),
                               config.get_string("glom.train_layout") == "any" ? std::string("at random positions")
@@ -969,62 +1006,53 @@ json run_glom_study(const ExperimentOptions& options) {
                   "k-means island's mean embedding, placed at every location, is read down through the top-down nets (with "
                   "the location's position) and the decoder to the pixels it predicts; each pixel of an ink patch joins the "
                   "island that predicts the most ink there, so two digits crossing inside one patch can be told apart.");
-  if (validation_count > 0) {
+  if (const int64_t validation_count = config.get_int("glom.validation_scenes"); validation_count > 0) {
     notes.push_back(fmt::format("Validated readout: every island readout (k-means per patch at each level and iteration, per pixel, by "
                                 "normalised cut and imagined per pixel at each level, centred at the top level) is scored on {} new two-digit scenes "
                                 "per layout of MNIST-train digits (training saw the digits, not these scenes); the best there is "
                                 "reported on the test scenes.",
                                 validation_count));
   }
-  if (settle > iterations) {
+  if (shape.settle > shape.iterations) {
     notes.push_back(fmt::format("Settling: at test time the models also run {} iterations (trained with {}); the per-iteration FG-ARI "
                                 "after iteration {} is that settling. Every other score is taken at iteration {}.",
-                                settle, iterations, iterations, iterations));
+                                shape.settle, shape.iterations, shape.iterations, shape.iterations));
   }
-  json results = report::results_record("glom", "GLOM islands on multi-digit MNIST scenes (Hinton 2021)", options.profile, options.command,
-                                        seconds_since(start), rows);
-  results["notes"] = notes;
-  results["detail"] = detail;
-  results["train_seconds_per_seed"] = train_seconds;
-  report::save_results(results, root, options.results_path);
+  return notes;
+}
 
-  const std::string table = report::result_rows_markdown(rows, "target");
-  std::cout << "\nGLOM islands, profile " << options.profile << " (runs in " << root << ")\n\n" << table << "\n";
-
-  report::HtmlReport page("GLOM islands on multi-digit MNIST scenes (profile " + options.profile + ")");
+// report.html: the notes, the rows, the per-level tables, the island pictures and the loss curves.
+void write_study_page(const std::string& root, const std::string& profile, const json& notes, const json& rows, const json& detail,
+                      const StudyShape& shape, const SeedRun& pictured) {
+  report::HtmlReport page("GLOM islands on multi-digit MNIST scenes (profile " + profile + ")");
   for (const auto& note : notes) page.paragraph(note.get<std::string>());
   page.table(report::result_cells(rows, "target"));
+  const auto cell = [](const json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.3f}", v.get<double>()); };
   for (const auto& layout : kLayouts) {
     page.heading("FG-ARI per iteration and level: " + layout + " scenes (mean of seeds)");
     std::vector<std::vector<std::string>> cells;
     std::vector<std::string> header = {"iteration"};
-    for (int64_t l = 0; l < levels; ++l) header.push_back(fmt::format("level {}", l));
+    for (int64_t l = 0; l < shape.levels; ++l) header.push_back(fmt::format("level {}", l));
     cells.push_back(header);
-    for (int64_t t = 0; t <= settle; ++t) {
-      std::vector<std::string> row = {t == 0 ? "start (bottom-up)" : t > iterations ? std::to_string(t) + " (settling)" : std::to_string(t)};
-      for (int64_t l = 0; l < levels; ++l) {
-        const auto& v = detail[layout]["fg_ari_iteration_level"][t][l];
-        row.push_back(v.is_null() ? "-" : fmt::format("{:.3f}", v.get<double>()));
-      }
+    for (int64_t t = 0; t <= shape.settle; ++t) {
+      std::vector<std::string> row = {t == 0                   ? "start (bottom-up)"
+                                      : t > shape.iterations ? std::to_string(t) + " (settling)"
+                                                             : std::to_string(t)};
+      for (int64_t l = 0; l < shape.levels; ++l) row.push_back(cell(detail[layout]["fg_ari_iteration_level"][t][l]));
       cells.push_back(row);
     }
-    for (const char* key : {"fg_ari_per_pixel_level", "fg_ari_spectral_level", "fg_ari_threshold_level", "fg_ari_attention_off_level", "fg_ari_trained_without_attention_level",
-                            "within_minus_between_level", "islands_level"}) {
+    for (const char* key : {"fg_ari_per_pixel_level", "fg_ari_spectral_level", "fg_ari_threshold_level", "fg_ari_attention_off_level",
+                            "fg_ari_trained_without_attention_level", "within_minus_between_level", "islands_level"}) {
       std::vector<std::string> row = {key};
-      for (int64_t l = 0; l < levels; ++l) {
-        const auto& v = detail[layout][key][l];
-        row.push_back(v.is_null() ? "-" : fmt::format("{:.3f}", v.get<double>()));
-      }
+      for (int64_t l = 0; l < shape.levels; ++l) row.push_back(cell(detail[layout][key][l]));
       cells.push_back(row);
     }
     page.table(cells);
   }
-  page.heading("Islands over the input (seed " + std::to_string(seeds[0]) + ")");
+  page.heading("Islands over the input (seed " + std::to_string(pictured.seed) + ")");
   page.paragraph("Each block is one scene: the first row shows the digit masks, then one row per level (0 at the top), one column "
                  "per iteration (start, then 1..T). Colours are the k-means islands of the ink patches; grey is background.");
-  page.image("touching scenes", pictures_touching, 2);
-  page.image("overlapping scenes", pictures_overlapping, 2);
-  page.image("separated scenes", pictures_separated, 2);
+  for (const auto& layout : {"touching", "overlapping", "separated"}) page.image(std::string(layout) + " scenes", pictured.pictures.at(layout), 2);
   std::vector<report::Series> curves;
   for (const auto& record : report::read_metrics(root + "/metrics.jsonl")) {
     const std::string name = fmt::format("seed {} {} loss", record["seed"].get<int64_t>(), record.value("variant", "main"));
@@ -1035,6 +1063,65 @@ json run_glom_study(const ExperimentOptions& options) {
   }
   if (!curves.empty()) page.line_chart("training loss", "step", "loss", curves);
   page.save(root + "/report.html");
+}
+
+}  // namespace
+
+json run_glom_study(const ExperimentOptions& options) {
+  if (options.profile != "quick" && options.profile != "paper") {
+    throw InputError("--profile: unknown profile '" + options.profile + "' (known: quick, paper)");
+  }
+  const std::string config_path = options.configs_dir + "/glom/" + options.profile + ".yaml";
+  if (!fs::exists(config_path)) throw InputError("experiment glom: config file not found: " + config_path);
+  Config config = Config::load(config_path);
+  for (const auto& o : options.overrides) config.set(o);
+  const auto seeds = config.get_int_list("glom.seeds");
+  if (seeds.empty()) throw InputError("glom.seeds: no seeds (give at least one, e.g. --set \"glom.seeds=[1]\")");
+  if (config.get_int("train.threads") > 0) set_compute_threads(static_cast<int>(config.get_int("train.threads")));
+  const std::string root = options.runs_dir + "/glom-" + options.profile;
+  if (options.fresh && fs::exists(root)) fs::remove_all(root);
+  fs::create_directories(root);
+  report::write_file_atomic(root + "/config.yaml", config.to_yaml());
+  const auto start = Clock::now();
+  const auto scenes = study_scenes(config, data::resolve_data_dir(options.data_dir.empty() ? config.get_string("data.dir") : options.data_dir));
+  spdlog::info("glom: {} training scenes, {} test scenes per layout, {:.1f} s", scenes.train.images.size(0),
+               config.get_int("glom.test_scenes"), seconds_since(start));
+
+  const auto shape = study_shape(config);
+  json baselines;
+  const auto radii = config.get_int_list("glom.radii");
+  const int64_t top_radius = radii.back() < 0 ? 56 / shape.patch : radii.back();
+  for (const auto& layout : kLayouts) baselines[layout] = score_baselines(scenes.tests.at(layout), shape.patch, top_radius);
+
+  report::MetricsWriter metrics(root + "/metrics.jsonl");
+  std::vector<SeedRun> runs;
+  for (const int64_t seed : seeds) {
+    runs.push_back(run_seed(config, scenes, shape, seed, root, options.fresh, metrics, /*draw_pictures=*/runs.empty()));
+  }
+
+  // Rows: top level, final iteration, mean over seeds of each seed's mean over scenes.
+  json rows = json::array(), detail = json::object();
+  Headlines headlines;
+  for (const auto& layout : kLayouts) add_layout_rows(rows, headlines, layout, runs, baselines[layout], shape);
+  add_baseline_verdicts(rows, headlines, baselines);
+  const auto chosen_readouts = add_validated_rows(rows, runs, scenes.validation);
+  add_summary_rows(rows, runs, headlines, scenes, shape);
+  for (const auto& layout : kLayouts) {
+    detail[layout] = layout_detail(layout, runs, shape, baselines[layout]);
+    if (chosen_readouts.count(layout)) detail[layout]["validated_readout"] = chosen_readouts.at(layout);
+  }
+
+  const json notes = study_notes(config, shape);
+  json results = report::results_record("glom", "GLOM islands on multi-digit MNIST scenes (Hinton 2021)", options.profile, options.command,
+                                        seconds_since(start), rows);
+  results["notes"] = notes;
+  results["detail"] = detail;
+  results["train_seconds_per_seed"] = over_seeds(runs, [](const SeedRun& r) { return r.train_seconds; });
+  report::save_results(results, root, options.results_path);
+
+  std::cout << "\nGLOM islands, profile " << options.profile << " (runs in " << root << ")\n\n"
+            << report::result_rows_markdown(rows, "target") << "\n";
+  write_study_page(root, options.profile, notes, rows, detail, shape, runs.front());
   return results;
 }
 
