@@ -1,4 +1,5 @@
 #include "distillery/system.h"
+#include "distillery/build_revision.h"
 
 #include <dlfcn.h>
 #include <malloc.h>
@@ -6,10 +7,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <array>
 #include <exception>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
@@ -114,21 +113,7 @@ nlohmann::json machine_description() {
           {"libtorch", TORCH_VERSION}};
 }
 
-std::string git_revision() {
-  std::array<char, 128> buffer{};
-  std::string out;
-  if (FILE* pipe = popen("git rev-parse --short HEAD 2>/dev/null", "r")) {
-    while (fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
-    pclose(pipe);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  if (out.empty()) return "unknown";
-  // A figure made with uncommitted code cannot be reproduced from the bare revision: say so.
-  // Results written into docs/ during the run do not count.
-  const int code_differs = std::system("git diff --quiet HEAD -- src include apps configs CMakeLists.txt 2>/dev/null");
-  if (code_differs != 0) out += "+uncommitted";
-  return out;
-}
+std::string git_revision() { return DISTILLERY_BUILD_REVISION; }
 
 std::string utc_now() {
   std::time_t now = std::time(nullptr);

@@ -37,8 +37,9 @@ void run_side_by_side(const std::vector<std::function<void()>>& tasks, int worke
 /// CPU model, core count, LibTorch version and threads: recorded with every result.
 nlohmann::json machine_description();
 
-/// The git revision of the working tree (with "+uncommitted" when its code differs from it), or
-/// "unknown".
+/// The git revision the library was built from (with "+uncommitted" when its code differed from
+/// it at build time), or "unknown" outside a git checkout. Fixed at build time, not read from the
+/// working tree at run time: a long run's binary may be older than the tree when it finishes.
 std::string git_revision();
 
 /// UTC time now, ISO 8601.
