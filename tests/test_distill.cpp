@@ -39,6 +39,7 @@
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/results_page.h"
+#include "distillery/system.h"
 #include "distillery/train/autocast.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/run.h"
@@ -789,6 +790,18 @@ TEST_F(DistillRunTest, Hinton2015SmokeProfileRunsAndResumes) {
 
 // ---------------------------------------------------------------------------------------------
 // Report helpers
+
+// Results files name the code that made them: the commit the library was built from (a short
+// hash, "+uncommitted" when the code differed from it), which the checkout must hold.
+TEST(SystemTest, GitRevisionIsACommitOfTheCheckout) {
+  const std::string revision = git_revision();
+  ASSERT_THAT(revision, ::testing::MatchesRegex("unknown|[0-9a-f]+(\\+uncommitted)?"));
+  if (!fs::exists(fs::path(DISTILLERY_SOURCE_DIR) / ".git")) GTEST_SKIP() << "not a git checkout";
+  ASSERT_NE(revision, "unknown");
+  const std::string hash = revision.substr(0, revision.find('+'));
+  const std::string command = "git -C '" DISTILLERY_SOURCE_DIR "' cat-file -e " + hash + "^{commit} 2>/dev/null";
+  EXPECT_EQ(std::system(command.c_str()), 0) << revision << " is not a commit of " << DISTILLERY_SOURCE_DIR;
+}
 
 TEST_F(ReportTest, ResultsMarkdownHasARowPerMeasurement) {
   const json results = {{"experiment", "demo"},
