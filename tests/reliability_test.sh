@@ -41,18 +41,20 @@ train=("$exe" train --config "$source/configs/mlp/quick.yaml" --set data.train_l
        --set run.dir="$work/runs")
 
 # 1. SIGKILL at random points, resume until done: same weights as an uninterrupted run, and every
-#    checkpoint left behind by a kill loads. Each attempt is killed a random moment (0-0.4 s) after
-#    it has written a checkpoint of its own, so every kill lands mid-training, some mid-write.
+#    checkpoint left behind by a kill loads. Each attempt is killed a random moment (0-0.15 s) after
+#    it has written a checkpoint of its own, so every kill lands mid-training, some mid-write. The
+#    whole run takes a second or two on an idle machine: with kills up to 0.4 s late, an attempt
+#    could finish it before the third kill (2 kills, a spurious failure, in session 18).
 "${train[@]}" --set name=reference >"$work/reference.log" 2>&1 || { echo "reference run failed"; cat "$work/reference.log"; exit 1; }
 reference=$(digest "$work/runs/reference/checkpoint.pt")
 kills=0 torn=0
 RANDOM=7
-for attempt in $(seq 6); do
+for attempt in $(seq 12); do
   touch "$work/attempt-started"
   "${train[@]}" --set name=killed >"$work/killed.log" 2>&1 &
   pid=$!
   while kill -0 $pid 2>/dev/null && ! [ "$work/runs/killed/checkpoint.pt" -nt "$work/attempt-started" ]; do sleep 0.05; done
-  sleep "0.$(printf '%03d' $(( RANDOM % 400 )))"
+  sleep "0.$(printf '%03d' $(( RANDOM % 150 )))"
   kill -0 $pid 2>/dev/null || { wait $pid; break; }
   kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null; kills=$((kills + 1))
   [ -z "$(digest "$work/runs/killed/checkpoint.pt")" ] && torn=$((torn + 1))
