@@ -710,6 +710,12 @@ std::vector<double> over_seeds(const std::vector<SeedRun>& runs, Get&& get) {
   return v;
 }
 
+// Each seed's mean over the scenes of `layout` of one per-scene score of its main model.
+template <typename Get>
+std::vector<double> test_means(const std::vector<SeedRun>& runs, const std::string& layout, Get&& get) {
+  return over_seeds(runs, [&](const SeedRun& r) { return mean_of(get(r.test.at(layout))); });
+}
+
 // The top level's FG-ARI of each readout, mean over seeds: [readout][layout].
 struct Headlines {
   std::map<std::string, double> patch, pixel, spectral, centred, centred_pixel;
@@ -719,8 +725,7 @@ struct Headlines {
 void add_layout_rows(json& rows, Headlines& headlines, const std::string& layout, const std::vector<SeedRun>& runs,
                      const json& baselines, const StudyShape& shape) {
   const int64_t top = shape.top(), iterations = shape.iterations;
-  const auto per_seed = [&](auto&& get) { return over_seeds(runs, [&](const SeedRun& r) { return mean_of(get(r.test.at(layout))); }); };
-  const auto v = per_seed([&](const LayoutScores& s) { return s.kmeans_ari[iterations][top]; });
+  const auto v = test_means(runs, layout, [&](const LayoutScores& s) { return s.kmeans_ari[iterations][top]; });
   headlines.patch[layout] = mean_of(v);
   const bool counts = layout != "separated";
   rows.push_back(report::result_row("fg_ari_" + layout,
@@ -728,14 +733,14 @@ void add_layout_rows(json& rows, Headlines& headlines, const std::string& layout
                                                 "mean of {} seeds (sd {:.3f}){}",
                                                 layout, runs.size(), sd_of(v), counts ? "" : "; does not count"),
                                     counts ? json(0.80) : json(nullptr), finite_or_null(headlines.patch[layout]), "ARI"));
-  const auto pixel = per_seed([&](const LayoutScores& s) { return s.pixel_ari[top]; });
+  const auto pixel = test_means(runs, layout, [&](const LayoutScores& s) { return s.pixel_ari[top]; });
   headlines.pixel[layout] = mean_of(pixel);
   rows.push_back(report::result_row("fg_ari_per_pixel_" + layout,
                                     fmt::format("  the same islands read out per pixel (embeddings interpolated between patch centres, "
                                                 "nearest k-means centre), {} (sd {:.3f})", layout, sd_of(pixel)),
                                     nullptr, finite_or_null(headlines.pixel[layout]), "ARI"));
-  const auto centred = per_seed([&](const LayoutScores& s) { return s.centred_ari; });
-  const auto centred_pixel = per_seed([&](const LayoutScores& s) { return s.centred_pixel_ari; });
+  const auto centred = test_means(runs, layout, [&](const LayoutScores& s) { return s.centred_ari; });
+  const auto centred_pixel = test_means(runs, layout, [&](const LayoutScores& s) { return s.centred_pixel_ari; });
   headlines.centred[layout] = mean_of(centred);
   headlines.centred_pixel[layout] = mean_of(centred_pixel);
   rows.push_back(report::result_row("fg_ari_centred_" + layout,
@@ -745,24 +750,24 @@ void add_layout_rows(json& rows, Headlines& headlines, const std::string& layout
   rows.push_back(report::result_row("fg_ari_centred_per_pixel_" + layout,
                                     fmt::format("  the same, centred and read out per pixel, {} (sd {:.3f})", layout, sd_of(centred_pixel)),
                                     nullptr, finite_or_null(headlines.centred_pixel[layout]), "ARI"));
-  const auto imagined = per_seed([&](const LayoutScores& s) { return s.imagined_ari[top]; });
+  const auto imagined = test_means(runs, layout, [&](const LayoutScores& s) { return s.imagined_ari[top]; });
   rows.push_back(report::result_row("fg_ari_imagined_" + layout,
                                     fmt::format("  the same islands imagined per pixel (each island's mean embedding at every location, "
                                                 "down the top-down nets to pixels; each ink pixel to the island imagining the most ink "
                                                 "there), {} (sd {:.3f})", layout, sd_of(imagined)),
                                     nullptr, finite_or_null(mean_of(imagined)), "ARI"));
-  const auto imagined_reference = per_seed([&](const LayoutScores& s) { return s.imagined_reference_ari; });
+  const auto imagined_reference = test_means(runs, layout, [&](const LayoutScores& s) { return s.imagined_reference_ari; });
   rows.push_back(report::result_row("imagined_reference_" + layout,
                                     fmt::format("  reference: the same imagining from the masks' islands (ink patches grouped by "
                                                 "majority digit), {} (sd {:.3f})", layout, sd_of(imagined_reference)),
                                     nullptr, finite_or_null(mean_of(imagined_reference)), "ARI"));
-  const auto spectral = per_seed([&](const LayoutScores& s) { return s.spectral_ari[top]; });
+  const auto spectral = test_means(runs, layout, [&](const LayoutScores& s) { return s.spectral_ari[top]; });
   headlines.spectral[layout] = mean_of(spectral);
   rows.push_back(report::result_row("fg_ari_spectral_" + layout,
                                     fmt::format("  the same embeddings, islands by a normalised cut of the top level's agreement graph "
                                                 "(its window and beta), {} (sd {:.3f})", layout, sd_of(spectral)),
                                     nullptr, finite_or_null(headlines.spectral[layout]), "ARI"));
-  const auto classified = per_seed([&](const LayoutScores& s) { return s.class_ari; });
+  const auto classified = test_means(runs, layout, [&](const LayoutScores& s) { return s.class_ari; });
   rows.push_back(report::result_row("fg_ari_classifier_" + layout,
                                     fmt::format("  diagnostic, not islands: every ink patch labelled by the top level's class scores "
                                                 "(the most probable of the k classes its image votes for), {} (sd {:.3f})",
@@ -790,17 +795,17 @@ void add_layout_rows(json& rows, Headlines& headlines, const std::string& layout
                                     "  reference: the same majority labels read out per pixel, " + layout, nullptr,
                                     baselines["patch_reference_per_pixel"], "ARI"));
   if (shape.settle > iterations) {
-    const auto settled = per_seed([&](const LayoutScores& s) { return s.kmeans_ari[shape.settle][top]; });
+    const auto settled = test_means(runs, layout, [&](const LayoutScores& s) { return s.kmeans_ari[shape.settle][top]; });
     rows.push_back(report::result_row("fg_ari_settled_" + layout,
                                       fmt::format("  the same models settling for {} iterations at test time (trained with {}), {}", shape.settle,
                                                   iterations, layout),
                                       nullptr, finite_or_null(mean_of(settled)), "ARI"));
   }
-  const auto thr = per_seed([&](const LayoutScores& s) { return s.threshold_ari[top]; });
+  const auto thr = test_means(runs, layout, [&](const LayoutScores& s) { return s.threshold_ari[top]; });
   rows.push_back(report::result_row("fg_ari_threshold_" + layout,
                                     fmt::format("  GLOM top-level islands by cosine > {} + connected components, {}", shape.threshold, layout),
                                     nullptr, finite_or_null(mean_of(thr)), "ARI"));
-  const auto abl = per_seed([&](const LayoutScores& s) { return s.ablation_ari[top]; });
+  const auto abl = test_means(runs, layout, [&](const LayoutScores& s) { return s.ablation_ari[top]; });
   rows.push_back(report::result_row("fg_ari_attention_off_" + layout,
                                     "  ablation: same models, attention term switched off at test time, " + layout, nullptr,
                                     finite_or_null(mean_of(abl)), "ARI"));
@@ -883,11 +888,10 @@ std::map<std::string, json> add_validated_rows(json& rows, const std::vector<See
 void add_summary_rows(json& rows, const std::vector<SeedRun>& runs, const Headlines& headlines, const StudyScenes& scenes,
                       const StudyShape& shape) {
   const int64_t top = shape.top();
-  const auto touching = [&](auto&& get) { return over_seeds(runs, [&](const SeedRun& r) { return mean_of(get(r.test.at("touching"))); }); };
-  const auto wb = touching([&](const LayoutScores& s) { return s.within_between[top]; });
+  const auto wb = test_means(runs, "touching", [&](const LayoutScores& s) { return s.within_between[top]; });
   rows.push_back(report::result_row("within_minus_between", "Top level: within-digit minus between-digit cosine similarity, touching scenes",
                                     nullptr, finite_or_null(mean_of(wb)), "cosine"));
-  const auto count = touching([&](const LayoutScores& s) { return s.island_count[top]; });
+  const auto count = test_means(runs, "touching", [&](const LayoutScores& s) { return s.island_count[top]; });
   rows.push_back(report::result_row("islands_top",
                                     fmt::format("Top level: islands (cosine > {}) among ink patches, touching scenes (2 digits)", shape.threshold),
                                     nullptr, finite_or_null(mean_of(count)), "islands"));
@@ -936,22 +940,23 @@ void add_summary_rows(json& rows, const std::vector<SeedRun>& runs, const Headli
 // scenes of every seed pooled.
 json layout_detail(const std::string& layout, const std::vector<SeedRun>& runs, const StudyShape& shape, const json& baselines) {
   const int64_t levels = shape.levels, iterations = shape.iterations, top = shape.top();
-  const auto seed_mean = [&](auto&& get) { return mean_of(over_seeds(runs, [&](const SeedRun& r) { return mean_of(get(r)); })); };
+  const auto seed_mean = [&](auto&& get) { return mean_of(test_means(runs, layout, get)); };
   std::vector<std::vector<double>> per(shape.settle + 1, std::vector<double>(levels));
   std::vector<double> pix(levels), imagined(levels), spec(levels), thr(levels), abl(levels), wb(levels), count(levels), off(levels);
   for (int64_t t = 0; t <= shape.settle; ++t) {
-    for (int64_t l = 0; l < levels; ++l) per[t][l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).kmeans_ari[t][l]; });
+    for (int64_t l = 0; l < levels; ++l) per[t][l] = seed_mean([&](const LayoutScores& s) { return s.kmeans_ari[t][l]; });
   }
   for (int64_t l = 0; l < levels; ++l) {
-    pix[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).pixel_ari[l]; });
-    imagined[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).imagined_ari[l]; });
-    spec[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).spectral_ari[l]; });
-    thr[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).threshold_ari[l]; });
-    abl[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).ablation_ari[l]; });
-    wb[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).within_between[l]; });
-    count[l] = seed_mean([&](const SeedRun& r) { return r.test.at(layout).island_count[l]; });
-    off[l] = shape.train_ablation ? seed_mean([&](const SeedRun& r) { return r.trained_off.at(layout).kmeans_ari[iterations][l]; })
-                                  : std::nan("");
+    pix[l] = seed_mean([&](const LayoutScores& s) { return s.pixel_ari[l]; });
+    imagined[l] = seed_mean([&](const LayoutScores& s) { return s.imagined_ari[l]; });
+    spec[l] = seed_mean([&](const LayoutScores& s) { return s.spectral_ari[l]; });
+    thr[l] = seed_mean([&](const LayoutScores& s) { return s.threshold_ari[l]; });
+    abl[l] = seed_mean([&](const LayoutScores& s) { return s.ablation_ari[l]; });
+    wb[l] = seed_mean([&](const LayoutScores& s) { return s.within_between[l]; });
+    count[l] = seed_mean([&](const LayoutScores& s) { return s.island_count[l]; });
+    off[l] = shape.train_ablation
+                 ? mean_of(over_seeds(runs, [&](const SeedRun& r) { return mean_of(r.trained_off.at(layout).kmeans_ari[iterations][l]); }))
+                 : std::nan("");
   }
   json per_seed = json::array();
   std::vector<double> top_patch, top_pixel;
