@@ -239,7 +239,7 @@ def cpp_distill(args, work, name, teacher, epochs, precision="fp32"):
         result = json.load(f)
     config = run_config(run_dir, name)
     return {**cpp_rates(result, result["teacher_lookups"]), "seconds": result["seconds"],
-            "teacher_batches": config["distill"]["teacher_batches"], "batch": config["train"]["batch"],
+            "teacher_batches": config["distill"]["teacher_batches"], "batch": config["train"]["batch_size"],
             "cpu_seconds": CPU_SECONDS[os.path.join(work, f"{name}.log")], "samples": result["teacher_lookups"],
             "teacher_rows": result["teacher_rows"],
             "test_errors": result["test"]["errors"], "parameters": result["parameters"], "wall_seconds": wall,

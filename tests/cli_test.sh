@@ -74,8 +74,9 @@ check "codistill with a peer killed mid-run" 0 timeout 300 "$exe" codistill --co
   --procs 3 "${tiny[@]}" --set train.epochs=3 --set name=fault --set codistill.exchange_every=5 --set codistill.burn_in=0 \
   --set codistill.fault_rank=2 --set codistill.fault_exit_step=12 --set codistill.timeout=20
 contains "the report names the lost peer" '"lost_peers": \[' "$work/runs/fault/result.json"
-grep -A2 '"lost_peers"' "$work/runs/fault/result.json" | grep -q '2' && echo "ok   peer 2 is the lost one" \
-  || { echo "FAIL peer 2 not reported lost"; failures=$((failures + 1)); }
+lost=$(sed -n '/"lost_peers"/,/\]/p' "$work/runs/fault/result.json" | tr -d ' \n')
+[ "$lost" = '"lost_peers":[2],' ] && echo "ok   peer 2, and only peer 2, is the lost one" \
+  || { echo "FAIL lost peers should be [2], the report says: ${lost:-nothing}"; failures=$((failures + 1)); }
 [ -f "$work/runs/fault/peer-0/result.json" ] && [ -f "$work/runs/fault/peer-1/result.json" ] && echo "ok   survivors finished" \
   || { echo "FAIL survivors did not finish"; failures=$((failures + 1)); }
 

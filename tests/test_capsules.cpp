@@ -182,6 +182,50 @@ TEST_F(CapsTest, LogitsAreLogOddsOfLengthsAndTheLossBackpropagates) {
   }
 }
 
+// The reconstruction term (Sabour et al. 2017, section 4.1): weight * mean over images of the
+// summed squared pixel differences, of the decoder's image of the true class's pose alone.
+TEST_F(CapsTest, ReconstructionTermFollowsItsFormula) {
+  // Known values: image 0 differs by 0.5 in one pixel (0.25), image 1 by 1 and 0.5 (1.25).
+  const auto r = torch::tensor({0.5, 1.0, 0.0, 0.25}, torch::kDouble).view({2, 1, 1, 2});
+  const auto x = torch::tensor({0.0, 1.0, 1.0, 0.75}, torch::kDouble).view({2, 1, 1, 2});
+  EXPECT_NEAR(nn::reconstruction_loss(r, x, 0.1).item<double>(), 0.1 * (0.25 + 1.25) / 2, 1e-15);
+  const auto r_grad = r.clone().requires_grad_(true);
+  nn::reconstruction_loss(r_grad, x, 0.1).backward();
+  EXPECT_TRUE(torch::allclose(r_grad.grad(), 2 * 0.1 * (r - x) / 2, 0, 1e-15));  // 2 w (r - x) / B
+
+  nn::CapsNet net(tiny_capsnet());
+  net->to(torch::kDouble);
+  const auto images = torch::rand({3, 1, 28, 28}, torch::kDouble);
+  const auto labels = torch::tensor({1, 4, 7});
+  const double weight = 0.01;
+  const auto total = nn::capsnet_loss(*net, images, labels, nn::CapsNetLossOptions().reconstruction_weight(weight));
+  const auto out = net->run(images);
+  const auto by_hand = nn::margin_loss(out.lengths, labels) +
+                       weight * (net->reconstruct(out.poses, labels) - images).pow(2).sum({1, 2, 3}).mean();
+  EXPECT_NEAR(total.item<double>(), by_hand.item<double>(), 1e-12);
+
+  // Only the true class's pose reaches the decoder: the term's gradient is zero on every other
+  // pose, and on that pose it matches central differences.
+  const auto poses = out.poses.detach().clone().requires_grad_(true);
+  const auto term = [&](const torch::Tensor& p) { return nn::reconstruction_loss(net->reconstruct(p, labels), images, weight); };
+  term(poses).backward();
+  const auto grad = poses.grad();
+  const double h = 1e-6;
+  for (int64_t b = 0; b < 3; ++b) {
+    const int64_t label = labels[b].item<int64_t>();
+    for (int64_t k = 0; k < 10; ++k) {
+      if (k != label) EXPECT_EQ(grad[b][k].abs().max().item<double>(), 0.0) << "image " << b << ", capsule " << k;
+    }
+    for (int64_t d = 0; d < grad.size(2); ++d) {
+      auto plus = poses.detach().clone(), minus = poses.detach().clone();
+      plus[b][label][d] += h;
+      minus[b][label][d] -= h;
+      const double numeric = (term(plus).item<double>() - term(minus).item<double>()) / (2 * h);
+      EXPECT_NEAR(grad[b][label][d].item<double>(), numeric, 1e-7 + 1e-5 * std::abs(numeric)) << "image " << b << ", dim " << d;
+    }
+  }
+}
+
 TEST_F(CapsTest, CheckpointRoundTripRebuildsTheCapsNet) {
   TempDir dir;
   nn::ModelSpec spec;

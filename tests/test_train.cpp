@@ -159,6 +159,36 @@ TEST_F(ModelTest, FusedReluDropoutMatchesReluThenDropoutInValueAndGradient) {
   EXPECT_TRUE(torch::equal(yb.masked_select(yb.ne(0)), (xb * 2).masked_select(yb.ne(0))));
 }
 
+// Both dropouts have a hand-written backward. Under one seed the forward is a fixed linear map
+// (mask / (1 - p)), times relu'(x) for the fused ReLU: central differences of sum(upstream * y),
+// reseeding before every call, must give the gradient backward computes.
+TEST_F(ModelTest, FusedDropoutGradientsMatchFiniteDifferences) {
+  using Dropout = torch::Tensor (*)(const torch::Tensor&, double, bool);
+  for (const auto& [name, dropout] : {std::pair<const char*, Dropout>{"fused_dropout", nn::fused_dropout},
+                                      std::pair<const char*, Dropout>{"fused_relu_dropout", nn::fused_relu_dropout}}) {
+    // Away from ReLU's kink: |x| >= 0.1, both signs.
+    auto x = torch::rand({20, 30}, torch::kDouble).add(0.1).mul(torch::randint(0, 2, {20, 30}, torch::kDouble).mul(2).sub(1));
+    const auto upstream = torch::randn({20, 30}, torch::kDouble);
+    const auto loss = [&](const torch::Tensor& input) {
+      torch::manual_seed(11);
+      return (dropout(input, 0.4, /*training=*/true) * upstream).sum();
+    };
+    const auto leaf = x.clone().requires_grad_(true);
+    loss(leaf).backward();
+    const auto grad = leaf.grad();
+    EXPECT_GT(grad.ne(0).sum().item<int64_t>(), 0) << name;
+    EXPECT_GT(grad.eq(0).sum().item<int64_t>(), 0) << name;  // dropped (or negative) elements get none
+    const double h = 1e-6;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      auto plus = x.clone(), minus = x.clone();
+      plus.view(-1)[i] += h;
+      minus.view(-1)[i] -= h;
+      const double numeric = (loss(plus).item<double>() - loss(minus).item<double>()) / (2 * h);
+      ASSERT_NEAR(grad.view(-1)[i].item<double>(), numeric, 1e-6) << name << ", element " << i;
+    }
+  }
+}
+
 TEST_F(ModelTest, ConvNetShapes) {
   auto model = nn::make_model([] {
     nn::ModelSpec spec;
@@ -505,6 +535,43 @@ TEST_F(TrainerTest, FusedSgdFollowsTorchSgdAndSharesItsState) {
   }
 }
 
+// Every update rule FusedSGD has (momentum 0, dampening, Nesterov with weight decay), in float
+// and double, on a parameter of 4 x 2^16 + 7 elements with 4 threads, so that parallel_for hands
+// the update out in several chunks (a chunk boundary off by one would show here).
+TEST_F(TrainerTest, FusedSgdFollowsTorchSgdInEveryModeAndChunked) {
+  struct Threads {  // restored however the test ends
+    int previous = at::get_num_threads();
+    Threads() { at::set_num_threads(4); }
+    ~Threads() { at::set_num_threads(previous); }
+  } threads;
+  const std::vector<std::pair<const char*, torch::optim::SGDOptions>> modes = {
+      {"plain", torch::optim::SGDOptions(0.05)},
+      {"plain with weight decay", torch::optim::SGDOptions(0.05).weight_decay(1e-2)},
+      {"momentum with dampening", torch::optim::SGDOptions(0.05).momentum(0.8).dampening(0.3)},
+      {"momentum, dampening, weight decay", torch::optim::SGDOptions(0.05).momentum(0.5).dampening(0.5).weight_decay(1e-3)},
+      {"nesterov with weight decay", torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3)}};
+  for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+    const double tolerance = dtype == torch::kFloat ? 1e-5 : 1e-12;
+    for (const auto& [name, options] : modes) {
+      auto a = torch::randn({4 * (1 << 16) + 7}, dtype).requires_grad_(true);
+      auto b = a.detach().clone().requires_grad_(true);
+      torch::optim::SGD reference({a}, options);
+      train::FusedSGD fused({b}, options);
+      for (int step = 0; step < 4; ++step) {
+        const auto target = torch::randn_like(a);
+        reference.zero_grad();
+        train::clear_gradients(fused);
+        (a - target).pow(2).sum().backward();
+        (b - target).pow(2).sum().backward();
+        reference.step();
+        fused.step();
+        ASSERT_TRUE(torch::allclose(a, b, tolerance, tolerance))
+            << name << " (" << dtype << "), step " << step << ": largest difference " << (a - b).abs().max().item<double>();
+      }
+    }
+  }
+}
+
 TEST_F(TrainerTest, ScoreLogitsCountsErrorsAndConfusion) {
   // Predictions (argmax): 0, 2, 1, 1; labels: 0, 1, 1, 2.
   auto logits = torch::tensor({{3.0, 1.0, 0.0}, {0.0, 1.0, 2.0}, {0.0, 5.0, 1.0}, {1.0, 2.0, 0.0}});
@@ -570,12 +637,16 @@ TEST_F(TrainerTest, Bf16MixedPrecisionLearnsWithFp32Weights) {
   EXPECT_EQ(torch::nn::Linear(4, 3)->forward(torch::rand({2, 4})).scalar_type(), torch::kFloat32);
   EXPECT_THROW(train::CpuAutocast("fp16"), InputError);
 
-  // A learnable task: is the top half of the image brighter than the bottom half?
+  // A learnable task: is the top half of the image brighter than the bottom half? Scored on
+  // images the models never trained on.
   torch::manual_seed(5);
-  auto images = torch::rand({600, 1, 28, 28});
-  images.narrow(2, 0, 14).mul_(torch::rand({600, 1, 1, 1}) + 0.5);
-  const auto labels = (images.narrow(2, 0, 14).mean({1, 2, 3}) > images.narrow(2, 14, 14).mean({1, 2, 3})).to(torch::kInt64);
-  const data::Dataset train_set{images, labels};
+  const auto brighter_half = [](int64_t n) {
+    auto images = torch::rand({n, 1, 28, 28});
+    images.narrow(2, 0, 14).mul_(torch::rand({n, 1, 1, 1}) + 0.5);
+    const auto labels = (images.narrow(2, 0, 14).mean({1, 2, 3}) > images.narrow(2, 14, 14).mean({1, 2, 3})).to(torch::kInt64);
+    return data::Dataset{images, labels};
+  };
+  const data::Dataset train_set = brighter_half(600), held_out = brighter_half(1000);
   const auto spec = mlp_spec({64});
   train::TrainOptions options;
   options.epochs = 8;
@@ -592,7 +663,7 @@ TEST_F(TrainerTest, Bf16MixedPrecisionLearnsWithFp32Weights) {
   EXPECT_FALSE(at::autocast::is_cpu_enabled());
   for (const auto& p : mixed->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat32);
   EXPECT_FALSE(same_tensors(*full, *mixed));  // bf16 products took a different path
-  const auto accuracy = [&](nn::ClassifierImpl& m) { return train::evaluate(m, train_set).accuracy; };
+  const auto accuracy = [&](nn::ClassifierImpl& m) { return train::evaluate(m, held_out).accuracy; };
   EXPECT_GT(accuracy(*full), 0.9);
   EXPECT_GT(accuracy(*mixed), 0.9);
 }

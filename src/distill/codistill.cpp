@@ -12,6 +12,7 @@
 #include "distillery/distill/loss.h"
 #include "distillery/train/autocast.h"
 #include "distillery/error.h"
+#include "distillery/fault_point.h"
 #include "distillery/report/metrics.h"
 #include "distillery/system.h"
 #include "distillery/train/run.h"
@@ -199,6 +200,7 @@ CodistillOutcome train_peer_group(std::vector<std::unique_ptr<Peer>>& peers, Pee
       spdlog::warn("peer {}: exiting abruptly at step {} (codistill.fault_exit_step, a fault-injection test)", peers.front()->rank(), step);
       std::_Exit(3);
     }
+    fault_point("codistill_step", step);
     if (side_by_side) {
       run_side_by_side(step_tasks, static_cast<int>(options.workers));
     } else {

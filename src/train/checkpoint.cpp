@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "distillery/error.h"
+#include "distillery/fault_point.h"
 #include "distillery/train/zip_checksums.h"
 
 namespace distillery::train {
@@ -110,6 +111,7 @@ void save_checkpoint(const std::string& path, nn::ClassifierImpl& model, const C
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("cannot write checkpoint {} ({}); the previous checkpoint is kept", path, e.what()));
   }
+  fault_point("checkpoint_renaming", meta.step);
   std::error_code error;
   std::filesystem::rename(tmp, path, error);
   if (error) {

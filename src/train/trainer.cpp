@@ -10,6 +10,7 @@
 #include "distillery/data/augment.h"
 #include "distillery/train/autocast.h"
 #include "distillery/error.h"
+#include "distillery/fault_point.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/progress.h"
 #include "distillery/train/checkpoint.h"
@@ -158,6 +159,7 @@ TrainResult fit_with_step_loss(nn::ClassifierImpl& model, const nn::ModelSpec& s
       result.steps = step;
       return result;
     }
+    fault_point("train_step", step);
     const int64_t epoch = step / steps_per_epoch;
     const auto step_start = std::chrono::steady_clock::now();
     const Batch batch = batches.batch(step);
