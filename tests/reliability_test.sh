@@ -91,9 +91,9 @@ if wanted others; then
   "${train[@]}" --set name=killed >"$work/killed.log" 2>&1 || { echo "the resumed run failed"; tail "$work/killed.log"; }
   resumed=$(digest "$work/runs/killed/checkpoint.pt")
   ok=1; [ -n "$reference" ] && [ "$resumed" = "$reference" ] && [ $torn = 0 ] && [ $kills = $planned ] && [ $landed = $planned ] && ok=0
-  outcome "SIGKILL at 6 random points of training ($kills kills: 3 before a step, 3 mid-checkpoint), resumed each time" \
-    "final weights bitwise equal to an uninterrupted run; no torn checkpoint" \
-    "digest $resumed vs $reference; $torn unreadable checkpoints after kills; kills landed as planned: $landed of $planned ($(IFS=';'; echo "${details[*]}"))" $ok
+  outcome "SIGKILL at 6 random points of training (3 before a step, 3 mid-checkpoint), resumed each time" \
+    "6 kills where planned; final weights bitwise equal to an uninterrupted run; no torn checkpoint" \
+    "$kills kills, $landed where planned ($(IFS=';'; echo "${details[*]}")); digest $resumed vs $reference; $torn unreadable checkpoints after kills" $ok
 
 fi
 
