@@ -119,7 +119,7 @@ def run_microbench(args, work):
     binary = os.path.join(ROOT, args.build, "bench", "distillery_microbench")
     out = os.path.join(work, "microbench.json")
     command = [binary, f"--benchmark_out={out}", "--benchmark_out_format=json", "--benchmark_filter=-BM_GlomStepMemory",
-               f"--benchmark_min_time={0.1 if args.quick else 0.5}"]
+               f"--benchmark_min_time={0.01 if args.smoke else 0.1 if args.quick else 0.5}"]
     if not args.quick:
         command.append("--benchmark_repetitions=3")
         command.append("--benchmark_report_aggregates_only=true")
@@ -282,7 +282,8 @@ def cpp_glom(args, work, name):
     """GLOM training steps (B = 8, 56 x 56 images) in C++: distillery_microbench's BM_GlomStep/56."""
     binary = os.path.join(ROOT, args.build, "bench", "distillery_microbench")
     out = os.path.join(work, f"{name}.json")
-    _, wall, rss = run_process([binary, "--benchmark_filter=BM_GlomStep/56/", "--benchmark_min_time=15",  # about 60 steps, as Python
+    min_time = 0.5 if args.smoke else 15  # about 60 steps, as Python
+    _, wall, rss = run_process([binary, "--benchmark_filter=BM_GlomStep/56/", f"--benchmark_min_time={min_time}",
                                 f"--benchmark_out={out}", "--benchmark_out_format=json"], os.path.join(work, f"{name}.log"))
     with open(out) as f:
         b = json.load(f)["benchmarks"][0]
@@ -292,7 +293,8 @@ def cpp_glom(args, work, name):
 
 
 def py_glom(args, work, name):
-    command = [PYTHON, os.path.join("bench", "python", "glom_steps.py"), "--side", "56", "--batch", "8", "--steps", "60"]
+    command = [PYTHON, os.path.join("bench", "python", "glom_steps.py"), "--side", "56", "--batch", "8",
+               "--steps", "3" if args.smoke else "60"]
     result = run_python(work, name, command)
     result.update(samples_per_second_with_epoch_end=result["samples_per_second"], test_errors=None)
     return result
@@ -833,7 +835,10 @@ def analysis_lines(figures, blas_threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=None, help="runs per side of each pair (default 3; quick: 1)")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 10000 training images, 1 repeat, no build timing")
+    parser.add_argument("--quick", action="store_true", help="10000 training images, 1 repeat, no build timing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every phase at toy sizes (a minute or two; `make test` runs it): checks that the bench runs, "
+                             "measures nothing worth keeping; implies --quick, writes only under the work folder")
     parser.add_argument("--limit", type=int, default=None, help="training images (default all; quick: 10000)")
     parser.add_argument("--distill-epochs", default="1,3", help="distillation pairs to run (comma-separated epochs)")
     parser.add_argument("--bf16-epochs", type=int, default=3,
@@ -869,11 +874,16 @@ def main():
                                                 "load_before": load_average()}
         finish(report, json_path, args.md or os.path.join(ROOT, "docs", "BENCH.md"))
         return
+    if args.smoke:
+        args.quick = True
+        args.limit = args.limit or 1000
+        args.distill_epochs, args.bf16_epochs, args.capsnet_limit, args.codistill_limit = "1", 1, 200, 1000
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.limit = args.limit if args.limit is not None else (10000 if args.quick else 0)
     if args.incremental_build is None:
         args.incremental_build = not args.quick
-    work = os.path.abspath(args.work or os.path.join(ROOT, args.build, "bench-work-quick" if args.quick else "bench-work"))
+    work = os.path.abspath(args.work or os.path.join(ROOT, args.build, "bench-work-smoke" if args.smoke else
+                                                     "bench-work-quick" if args.quick else "bench-work"))
     json_path = args.json or (os.path.join(work, "bench.json") if args.quick else os.path.join(ROOT, "docs", "results", "bench.json"))
     md_path = args.md or (os.path.join(work, "BENCH.md") if args.quick else os.path.join(ROOT, "docs", "BENCH.md"))
     shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
