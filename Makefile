@@ -7,7 +7,9 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 # (the MNIST training tests are left out: they take minutes there).
 SAN_BUILD ?= build-sanitize
 SAN_TESTS ?= $(shell cat tests/sanitizer_tests.txt)
-FUZZ_SECONDS ?= 300
+# make fuzz: each reader until it has tried FUZZ_RUNS inputs (or FUZZ_SECONDS have passed).
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 14400
 
 .PHONY: setup build demo test sanitize fuzz bench reliability clean
 
@@ -34,11 +36,11 @@ $(SAN_BUILD)/CMakeCache.txt:
 sanitize: setup $(SAN_BUILD)/CMakeCache.txt
 	cmake --build $(SAN_BUILD) -j$(JOBS) --target distillery_tests fuzz_idx fuzz_config fuzz_checkpoint
 	ASAN_OPTIONS=detect_leaks=0 DISTILLERY_DATA=$(CURDIR)/data $(SAN_BUILD)/tests/distillery_tests --gtest_filter='$(SAN_TESTS)'
-	bash fuzz/run.sh $(SAN_BUILD) 10
+	FUZZ_RUNS=0 bash fuzz/run.sh $(SAN_BUILD) 10
 
 # A longer fuzzing run whose figures go to docs/RESULTS.md.
 fuzz: sanitize
-	bash fuzz/run.sh $(SAN_BUILD) $(FUZZ_SECONDS) docs/results/fuzz.json
+	FUZZ_RUNS=$(FUZZ_RUNS) bash fuzz/run.sh $(SAN_BUILD) $(FUZZ_SECONDS) docs/results/fuzz.json
 	$(BUILD)/distillery results
 
 # The fault-injection suite alone, recording its outcomes in docs/RELIABILITY.md.

@@ -19,19 +19,20 @@ struct StopRequest {
 };
 
 StopRequest parse_stop_request(const std::string& text) {
-  StopRequest request;
+  const auto malformed = [&] { return InputError(fmt::format("DISTILLERY_STOP_AT='{}' is not POINT:STEP or POINT:STEP:RANK", text)); };
   const auto first = text.find(':');
-  const auto second = first == std::string::npos ? std::string::npos : text.find(':', first + 1);
+  if (first == std::string::npos || first == 0) throw malformed();
+  const auto second = text.find(':', first + 1);
+  StopRequest request;
   request.point = text.substr(0, first);
+  const std::string step = text.substr(first + 1, second == std::string::npos ? std::string::npos : second - first - 1);
   try {
     size_t used = 0;
-    const std::string step = text.substr(first + 1, second == std::string::npos ? std::string::npos : second - first - 1);
     request.step = std::stoll(step, &used);
-    if (used != step.size() || request.step < 0) throw std::invalid_argument(step);
-  } catch (const std::exception&) {
-    throw InputError(fmt::format("DISTILLERY_STOP_AT='{}' is not POINT:STEP or POINT:STEP:RANK", text));
+    if (used != step.size() || request.step < 0) throw malformed();
+  } catch (const std::logic_error&) {  // std::stoll's invalid_argument and out_of_range
+    throw malformed();
   }
-  if (first == std::string::npos) throw InputError(fmt::format("DISTILLERY_STOP_AT='{}' is not POINT:STEP or POINT:STEP:RANK", text));
   if (second != std::string::npos) request.rank = text.substr(second + 1);
   return request;
 }

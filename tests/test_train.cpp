@@ -19,6 +19,7 @@
 #include "distillery/config.h"
 #include "distillery/data/dataset.h"
 #include "distillery/error.h"
+#include "distillery/fault_point.h"
 #include "distillery/nn/convnet.h"
 #include "distillery/nn/fused_dropout.h"
 #include "distillery/nn/mlp.h"
@@ -570,6 +571,28 @@ TEST_F(TrainerTest, FusedSgdFollowsTorchSgdInEveryModeAndChunked) {
       }
     }
   }
+}
+
+// DISTILLERY_STOP_AT (the fault tests' kill points): a malformed value is an input error naming
+// it; a point, step or rank that does not match leaves the process running. (That a matching one
+// stops the process is seen by tests/reliability_test.sh, which kills it there.)
+TEST_F(TrainerTest, FaultPointsStopOnlyWhereAsked) {
+  struct Environment {  // restored however the test ends
+    ~Environment() { ::unsetenv("DISTILLERY_STOP_AT"); ::unsetenv("RANK"); }
+  } environment;
+  for (const char* malformed : {"train_step", "train_step:", "train_step:x", "train_step:-1", ":5", "train_step:5x"}) {
+    ::setenv("DISTILLERY_STOP_AT", malformed, 1);
+    EXPECT_THAT(input_error_message([] { fault_point("train_step", 5); }), HasSubstr(malformed)) << malformed;
+  }
+  // A wrong match would stop this process: the test would hang until CTest's timeout.
+  ::setenv("DISTILLERY_STOP_AT", "train_step:5:1", 1);
+  ::setenv("RANK", "0", 1);
+  fault_point("train_step", 5);  // another rank's point
+  ::setenv("DISTILLERY_STOP_AT", "train_step:5", 1);
+  fault_point("train_step", 4);             // another step
+  fault_point("checkpoint_renaming", 5);    // another point
+  ::unsetenv("DISTILLERY_STOP_AT");
+  fault_point("train_step", 5);  // no variable: nothing to do
 }
 
 TEST_F(TrainerTest, ScoreLogitsCountsErrorsAndConfusion) {
