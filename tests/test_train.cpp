@@ -165,8 +165,10 @@ TEST_F(ModelTest, FusedReluDropoutMatchesReluThenDropoutInValueAndGradient) {
 // reseeding before every call, must give the gradient backward computes.
 TEST_F(ModelTest, FusedDropoutGradientsMatchFiniteDifferences) {
   using Dropout = torch::Tensor (*)(const torch::Tensor&, double, bool);
-  for (const auto& [name, dropout] : {std::pair<const char*, Dropout>{"fused_dropout", nn::fused_dropout},
-                                      std::pair<const char*, Dropout>{"fused_relu_dropout", nn::fused_relu_dropout}}) {
+  for (const auto& named : {std::pair<const char*, Dropout>{"fused_dropout", nn::fused_dropout},
+                            std::pair<const char*, Dropout>{"fused_relu_dropout", nn::fused_relu_dropout}}) {
+    const char* name = named.first;
+    const Dropout dropout = named.second;  // (a structured binding cannot be captured in C++17)
     // Away from ReLU's kink: |x| >= 0.1, both signs.
     auto x = torch::rand({20, 30}, torch::kDouble).add(0.1).mul(torch::randint(0, 2, {20, 30}, torch::kDouble).mul(2).sub(1));
     const auto upstream = torch::randn({20, 30}, torch::kDouble);
