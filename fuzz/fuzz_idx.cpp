@@ -67,13 +67,19 @@ std::optional<Header> read_header(const std::string& bytes) {
   }
   header.body_offset = 4 + 4 * size_t(p[3]);
   if (bytes.size() < header.body_offset) return std::nullopt;
-  unsigned __int128 count = 1;
+  // The element count, saturating: many large dimensions must not wrap around to a small product.
+  uint64_t count = 1;
+  bool empty = false, huge = false;
   for (size_t d = 0; d < p[3]; ++d) {
     const unsigned char* q = p + 4 + 4 * d;
     const int64_t size = (int64_t(q[0]) << 24) | (int64_t(q[1]) << 16) | (int64_t(q[2]) << 8) | q[3];
     header.dims.push_back(size);
-    count *= static_cast<unsigned __int128>(size);
+    if (size == 0) empty = true;
+    else if (count > (uint64_t(1) << 40) / uint64_t(size)) huge = true;
+    else count *= uint64_t(size);
   }
+  if (empty) count = 0;
+  else if (huge) return std::nullopt;  // no file of this length could hold it
   if (count * header.element_bytes + header.body_offset != bytes.size()) return std::nullopt;
   return header;
 }
