@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
   CLI::App app{"distillery: knowledge distillation, co-distillation, capsules and GLOM on LibTorch"};
   app.footer(kExitCodes);
   app.require_subcommand(1);
+  // Options of the tool itself (--data-dir) may also come after the subcommand.
+  app.fallthrough();
   std::string data_dir;
   app.add_option("--data-dir", data_dir, "data cache folder (default $DISTILLERY_DATA, else data/)");
 

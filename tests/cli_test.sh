@@ -35,6 +35,10 @@ for f in config.yaml metrics.jsonl checkpoint.pt result.json report.html; do
 done
 check "eval the checkpoint" 0 "$exe" eval --checkpoint "$work/runs/tiny/checkpoint.pt"
 contains "eval prints errors" "test errors:" "$work/out.txt"
+check "a global option after the subcommand" 0 "$exe" eval --data-dir "$DISTILLERY_DATA" --checkpoint "$work/runs/tiny/checkpoint.pt"
+check "a missing data folder given after the subcommand is bad input" 2 "$exe" eval --data-dir "$work/no-data" \
+  --checkpoint "$work/runs/tiny/checkpoint.pt"
+check "an unknown option after the subcommand is bad usage" 2 "$exe" eval --bogus --checkpoint "$work/runs/tiny/checkpoint.pt"
 check "architecture mismatch on resume is bad input" 2 "$exe" train --config "$source/configs/mlp/quick.yaml" "${tiny[@]}" \
   --set name=tiny --set "model.hidden=[32]"
 contains "mismatch names the config key and both values" "model.hidden = \[64\], this run asks for \[32\]" "$work/out.txt"
