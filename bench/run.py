@@ -616,7 +616,7 @@ def write_markdown(path, report):
             out.append(f"| teacher forward rows / samples | {pair['teacher_rows']['cpp']:,} / {pair['samples']:,} | "
                        f"{pair['teacher_rows']['python']:,} / {pair['samples']:,} |")
         if "flops_per_sample" in c:
-            # Runs before session 7 measured the Python side of the bf16 pairs without FLOP counts.
+            # Older runs measured the Python side of the bf16 pairs without FLOP counts.
             def each(fmt_side):
                 return " | ".join(fmt_side(side) if "flops_per_sample" in side else "n/a" for side in (c, p))
             out += [f"| model FLOP per training sample (estimate) | {each(lambda x: format(x['flops_per_sample'] / 1e6, '.2f') + ' M')} |",
