@@ -677,11 +677,15 @@ std::string run_yaml(const std::string& runs_dir, const std::string& name, const
          "\ntrain:\n  epochs: " + std::to_string(epochs) + "\n  batch_size: 50\n  lr: " + std::to_string(lr) + "\n";
 }
 
+/// The teacher of the distillation tests: a 256-256 MLP, 4 epochs on the first 5000 images.
+auto train_teacher(const TempDir& runs) {
+  return train::run_training(Config::parse(run_yaml(runs.path().string(), "teacher", "[256, 256]", 4, 0.1), "teacher"));
+}
+
 TEST_F(DistillRunTest, DistilledStudentLearnsMnistFromATrainedTeacher) {
   DISTILLERY_REQUIRE_MNIST();
   TempDir runs;
-  const auto teacher_run =
-      train::run_training(Config::parse(run_yaml(runs.path().string(), "teacher", "[256, 256]", 4, 0.1), "teacher"));
+  const auto teacher_run = train_teacher(runs);
   const auto teacher_path = teacher_run.run_dir + "/checkpoint.pt";
   ASSERT_TRUE(fs::exists(teacher_path));
   EXPECT_GE(teacher_run.test.accuracy, 0.9);
@@ -753,8 +757,7 @@ TEST_F(DistillRunTest, DistilledStudentLearnsMnistFromATrainedTeacher) {
 TEST_F(DistillRunTest, DistilledStudentMakesFewerErrorsThanTheSameStudentOnHardLabels) {
   DISTILLERY_REQUIRE_MNIST();
   TempDir runs;
-  const auto teacher_run =
-      train::run_training(Config::parse(run_yaml(runs.path().string(), "teacher", "[256, 256]", 4, 0.1), "teacher"));
+  const auto teacher_run = train_teacher(runs);
   const auto teacher_path = teacher_run.run_dir + "/checkpoint.pt";
   for (int seed : {1, 2, 3}) {
     const auto student = [&](const std::string& name) {
