@@ -11,7 +11,7 @@ SAN_TESTS ?= $(shell cat tests/sanitizer_tests.txt)
 FUZZ_RUNS ?= 10000000
 FUZZ_SECONDS ?= 14400
 
-.PHONY: setup build demo test sanitize fuzz bench reliability clean
+.PHONY: setup build demo test sanitize fuzz bench reliability docs clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,11 @@ build: setup $(BUILD)/CMakeCache.txt
 
 demo: build
 	$(BUILD)/distillery experiment hinton2015 --profile quick
+
+# The generated pages: docs/RESULTS.md, README.md's headline table, the explorations' indexes and
+# docs/guide/configuration.md, from docs/results/ and the config schema.
+docs: build
+	$(BUILD)/distillery results
 
 test: build sanitize
 	cd $(BUILD) && ctest --output-on-failure -j1

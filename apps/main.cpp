@@ -21,7 +21,7 @@
 #include "distillery/experiments/glom.h"
 #include "distillery/experiments/hinton2015.h"
 #include "distillery/experiments/locality.h"
-#include "distillery/report/results_page.h"
+#include "distillery/report/generated_pages.h"
 #include "distillery/report/run_report.h"
 #include "distillery/system.h"
 #include "distillery/train/checkpoint.h"
@@ -175,10 +175,13 @@ int main(int argc, char** argv) {
   compare->add_option("run_dirs", compare_dirs, "run folders")->required();
 
   // results
-  auto* results = app.add_subcommand("results", "regenerate docs/RESULTS.md from docs/results/*.json");
-  std::string results_folder = "docs/results", results_output = "docs/RESULTS.md";
-  results->add_option("--from", results_folder, "folder of results files");
-  results->add_option("--out", results_output, "Markdown page to write");
+  auto* results = app.add_subcommand(
+      "results", "regenerate the generated docs: docs/RESULTS.md, README.md's headline table, the explorations' indexes, "
+                 "docs/guide/configuration.md (from docs/results/*.json, summary.yaml and the config schema)");
+  std::string results_root = ".";
+  bool results_check = false;
+  results->add_option("--root", results_root, "repository root holding README.md and docs/")->check(CLI::ExistingDirectory);
+  results->add_flag("--check", results_check, "write nothing; exit 1 naming each generated page that is stale");
 
   try {
     app.parse(argc, argv);
@@ -303,8 +306,16 @@ int main(int argc, char** argv) {
     } else if (compare->parsed()) {
       std::cout << distillery::report::compare_runs(compare_dirs);
     } else if (results->parsed()) {
-      distillery::report::write_results_page(results_folder, results_output);
-      std::cout << "wrote " << results_output << "\n";
+      if (results_check) {
+        const auto stale = distillery::report::stale_generated_pages(results_root);
+        for (const auto& page : stale) std::cout << "stale: " << page << " (run `distillery results` to regenerate it)\n";
+        if (!stale.empty()) return 1;
+        std::cout << "every generated page is current\n";
+      } else {
+        const auto written = distillery::report::write_generated_pages(results_root);
+        for (const auto& page : written) std::cout << "wrote " << page << "\n";
+        if (written.empty()) std::cout << "every generated page was already current\n";
+      }
     } else if (eval->parsed()) {
       auto loaded = distillery::train::load_model(eval_checkpoint);
       const auto dataset = distillery::data::load_dataset(eval_dataset, eval_split, distillery::data::resolve_data_dir(data_dir));

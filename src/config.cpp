@@ -411,4 +411,24 @@ std::string Config::describe_keys() {
   return text;
 }
 
+namespace {
+// "0 to 0.99", "at least 1", "" when any value of the type is allowed.
+std::string describe_range(const KeySpec& spec) {
+  if (spec.kind == Kind::Bool || spec.kind == Kind::String || spec.kind == Kind::StringList) return "";
+  const auto number = [&](double v) { return spec.kind == Kind::Double ? fmt::format("{:g}", v) : fmt::format("{:.0f}", v); };
+  const std::string bounds =
+      spec.max == kInf ? fmt::format("at least {}", number(spec.min)) : fmt::format("{} to {}", number(spec.min), number(spec.max));
+  return spec.kind == Kind::IntList ? "each " + bounds : bounds;
+}
+}  // namespace
+
+std::vector<Config::KeyInfo> Config::keys() {
+  std::vector<KeyInfo> keys;
+  for (const auto& spec : schema()) {
+    const std::string type = *spec.choices ? fmt::format("one of {}", spec.choices) : kind_name(spec.kind);
+    keys.push_back({spec.key, type, spec.default_value, describe_range(spec), spec.help});
+  }
+  return keys;
+}
+
 }  // namespace distillery

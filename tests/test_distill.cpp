@@ -37,6 +37,7 @@
 #include "distillery/report/html.h"
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
+#include "distillery/report/generated_pages.h"
 #include "distillery/report/results_page.h"
 #include "distillery/system.h"
 #include "distillery/train/autocast.h"
@@ -53,7 +54,11 @@ namespace distillery::testing {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
 using nlohmann::json;
 
 class LossTest : public SeededTest {};
@@ -857,16 +862,71 @@ TEST_F(ReportTest, ResultsMarkdownHasARowPerMeasurement) {
   EXPECT_EQ(report::format_result_value(12.345, "%"), "12.3%");
   EXPECT_EQ(report::format_result_value(1.5, "x"), "1.50x");
 
-  // write_results_page reads the folder's JSON files in name order.
-  TempDir dir;
-  report::write_file_atomic(dir.file("b.json"), json{{"title", "Second"}, {"rows", json::array()}}.dump());
-  report::write_file_atomic(dir.file("a.json"), results.dump());
-  report::write_results_page(dir.path().string(), dir.file("RESULTS.md"));
-  const auto written = read_bytes(dir.file("RESULTS.md"));
-  EXPECT_LT(written.find("A demo experiment"), written.find("## Second"));
-  write_bytes(dir.file("c.json"), "{ not json");
-  EXPECT_THAT(input_error_message([&] { report::write_results_page(dir.path().string(), dir.file("R.md")); }),
-              HasSubstr("c.json"));
+}
+
+// The generated pages: every one is written from the results files and the schema, a second write
+// changes nothing, a hand edit makes the page stale, and a missing marker names the file.
+TEST_F(ReportTest, GeneratedPagesComeFromTheResultsFilesAndGoStaleWhenEdited) {
+  TempDir root;
+  std::filesystem::create_directories(root.file("docs/results/study"));
+  std::filesystem::create_directories(root.file("docs/guide"));
+  const auto results_file = [](double ours, const std::string& command) {
+    return json{{"title", "Demo"},
+                {"date", "2026-01-02T03:04:05Z"},
+                {"command", command},
+                {"machine", {{"cpu", "Test CPU"}}},
+                {"rows", {{{"id", "score"}, {"what", "a score"}, {"paper", 0.9}, {"ours", ours}, {"unit", "ARI"}}}}};
+  };
+  report::write_file_atomic(root.file("docs/results/current.json"), results_file(0.5, "distillery experiment demo").dump());
+  report::write_file_atomic(root.file("docs/results/study/a.json"),
+                            results_file(0.7, "distillery experiment demo --profile quick --set train.threads=1 --set 'demo.radii=[1, 1, 2]'").dump());
+  report::write_file_atomic(root.file("docs/results/study/b.json"), results_file(0.9, "distillery experiment demo").dump());
+  report::write_file_atomic(root.file("docs/results/summary.yaml"), R"(
+results_page: [current.json]
+headlines:
+  - {figure: "one run", file: current.json, row: score, at_least: 0.6}
+  - {figure: "two seeds", files: [study/a.json, study/b.json], row: score, paper: "-", at_least: 0.8}
+explorations:
+  - folder: study
+    pages: [docs/guide/study.md]
+    columns: [{header: CPU, field: machine.cpu}, {header: score, rows: [missing, score]}]
+)");
+  const std::string markers = "<!-- begin generated headline-results -->\nold\n<!-- end generated headline-results -->\n";
+  report::write_file_atomic(root.file("README.md"), "# Title\n\n" + markers + "after\n");
+  report::write_file_atomic(root.file("docs/guide/study.md"),
+                            "<!-- begin generated study-explorations -->\n<!-- end generated study-explorations -->\n");
+
+  const std::string where = root.path().string();
+  EXPECT_EQ(report::stale_generated_pages(where).size(), 4u);  // RESULTS.md, two blocks, configuration.md
+  EXPECT_EQ(report::write_generated_pages(where).size(), 4u);
+  EXPECT_TRUE(report::stale_generated_pages(where).empty());
+  EXPECT_TRUE(report::write_generated_pages(where).empty());
+
+  const auto readme = read_bytes(root.file("README.md"));
+  EXPECT_THAT(readme, StartsWith("# Title\n\n<!-- begin generated headline-results -->\n| figure |"));
+  EXPECT_THAT(readme, HasSubstr("| one run | 0.9 | 0.5 | at least 0.6: **not met** | [current.json](docs/results/current.json) |"));
+  EXPECT_THAT(readme, HasSubstr("| two seeds | - | 0.8 (mean of 2, sd 0.14) | at least 0.8: met | [a.json](docs/results/study/a.json), [b.json](docs/results/study/b.json) |"));
+  EXPECT_THAT(readme, HasSubstr("<!-- end generated headline-results -->\nafter\n"));
+  EXPECT_THAT(readme, Not(HasSubstr("old")));
+  const auto index = read_bytes(root.file("docs/guide/study.md"));
+  EXPECT_THAT(index, HasSubstr("| [a.json](../results/study/a.json) | 2026-01-02 | profile quick, `demo.radii=[1, 1, 2]` | Test CPU | 0.7 |"));
+  EXPECT_LT(index.find("a.json"), index.find("b.json"));
+  EXPECT_THAT(read_bytes(root.file("docs/RESULTS.md")), HasSubstr("Results file: [docs/results/current.json](results/current.json)"));
+  const auto reference = read_bytes(root.file("docs/guide/configuration.md"));
+  for (const auto& key : Config::keys()) EXPECT_THAT(reference, HasSubstr("| `" + key.key + "` |"));
+  EXPECT_THAT(reference, HasSubstr("| `train.optimizer` | one of sgd, adam | `sgd` |"));
+
+  // A hand edit is stale; a missing marker names the file and the marker.
+  report::write_file_atomic(root.file("README.md"), "# Title\n\n" + markers);
+  EXPECT_THAT(report::stale_generated_pages(where), ElementsAre(root.file("README.md") + " (block headline-results)"));
+  report::write_file_atomic(root.file("docs/guide/study.md"), "no markers\n");
+  EXPECT_THAT(input_error_message([&] { report::stale_generated_pages(where); }),
+              AllOf(HasSubstr("study.md"), HasSubstr("<!-- begin generated study-explorations -->")));
+  // A headline asking for a row the file does not have names both.
+  report::write_file_atomic(root.file("docs/results/summary.yaml"),
+                            "results_page: []\nheadlines: [{figure: x, file: current.json, row: nope}]\nexplorations: []\n");
+  EXPECT_THAT(input_error_message([&] { report::stale_generated_pages(where); }),
+              AllOf(HasSubstr("current.json"), HasSubstr("'nope'")));
 }
 
 // An experiment's results land in its run folder, and in the --results file only when one is named.

@@ -47,6 +47,13 @@ class Config {
   /// Every key in the schema with its type, default and meaning, for --help.
   static std::string describe_keys();
 
+  /// One schema key as the configuration reference shows it.
+  struct KeyInfo {
+    std::string key, type, default_value, range, meaning;
+  };
+  /// Every key in the schema, in schema order (the generated docs/guide/configuration.md).
+  static std::vector<KeyInfo> keys();
+
  private:
   void assign(const std::string& key, const YAML::Node& value, const std::string& source);
   YAML::Node value(const std::string& key) const;

@@ -14,6 +14,7 @@
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/results_page.h"
+#include "distillery/report/results_summary.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/run.h"
 
@@ -217,9 +218,24 @@ json run_hinton2015(const ExperimentOptions& options) {
                                         options.command,
                                         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), rows);
   results["runs"] = runs;
-  const std::string table = hinton2015_table(results);
-  std::cout << "\nHinton, Vinyals & Dean 2015 on MNIST, profile " << options.profile << " (runs in " << context.root << ")\n\n"
-            << table << "\n";
+  std::cout << "\nHinton, Vinyals & Dean 2015 on MNIST, profile " << options.profile << " (runs in " << context.root << ")\n";
+  if (options.profile == "quick") {
+    // A newcomer's first table (`make demo`): say the budget, and show the full run's figures beside it.
+    double train_seconds = 0;
+    for (const auto& [name, run] : runs.items()) train_seconds += run.value("seconds", 0.0);
+    std::cout << fmt::format(
+        "The quick profile trains on 10,000 of the 60,000 images for 10-15 epochs ({:.1f} minutes of training\n"
+        "here); the paper profile trains on all of them for 50-120 epochs (about 1.5 hours of compute on 2 cores).\n\n",
+        train_seconds / 60);
+    const std::string paper_file = "docs/results/hinton2015.json";
+    json paper_rows = json::array();
+    if (fs::exists(paper_file)) paper_rows = report::read_results_file(paper_file).value("rows", json::array());
+    std::cout << report::result_rows_beside_markdown(results.at("rows"), "paper", "ours, quick", paper_rows,
+                                                     "ours, paper profile (" + paper_file + ")")
+              << "\n";
+  } else {
+    std::cout << "\n" << hinton2015_table(results) << "\n";
+  }
   const bool ordering = errors_of(distilled) < errors_of(hard);
   std::cout << (ordering ? "distilled student beats the hard-label student: " : "distilled student does NOT beat the hard-label student: ")
             << errors_of(distilled) << " vs " << errors_of(hard) << " test errors\n";

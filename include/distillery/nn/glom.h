@@ -162,7 +162,8 @@ class GlomImpl : public torch::nn::Module {
   /// `from` predict through the top-down nets alone (with each location's position; every level
   /// layer-normed, as an update leaves it) and the decoder. An island's mean embedding placed at
   /// every location predicts its whole object, as far as the top-down nets have learned to generate
-  /// parts (in the study's models they have not: docs/GLOM.md, stage 17).
+  /// parts (in the study's models they have not: docs/results/glom/README.md, "Smaller windows over
+  /// three seeds, imagining, 2x2 patches").
   torch::Tensor imagine(const torch::Tensor& embeddings, int64_t from);
 
   /// Patches [B, N, P] of images [B, 1, H, W] (row-major grid).

@@ -9,11 +9,9 @@
 
 namespace distillery::report {
 
-/// Renders results objects as one Markdown page.
+/// Renders results objects as one Markdown page (each linked to its file when it has "results_file",
+/// a path relative to docs/).
 std::string render_results_markdown(const std::vector<nlohmann::json>& results);
-
-/// Reads every *.json in `folder` (sorted by name) and writes the page to `output`.
-void write_results_page(const std::string& folder, const std::string& output);
 
 /// One measurement: what was measured, the published figure or target (null if none), ours, and
 /// the unit ("errors", "%", "x", ...).
@@ -34,6 +32,12 @@ std::vector<std::vector<std::string>> result_cells(const nlohmann::json& rows, c
 
 /// The same cells as a Markdown table.
 std::string result_rows_markdown(const nlohmann::json& rows, const std::string& reference_header);
+
+/// The same table with one more column: each row's "ours" in `other_rows` (matched by id; "-" when
+/// absent), headed `other_header`. Shows a short run's figures beside those of a full one.
+std::string result_rows_beside_markdown(const nlohmann::json& rows, const std::string& reference_header,
+                                        const std::string& ours_header, const nlohmann::json& other_rows,
+                                        const std::string& other_header);
 
 /// A value as a table cell: "-" for null, a percentage for unit "%", else the number.
 std::string format_result_value(const nlohmann::json& value, const std::string& unit);
