@@ -26,6 +26,7 @@
 #include "distillery/system.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/evaluate.h"
+#include "distillery/train/predict_input.h"
 #include "distillery/train/run.h"
 
 namespace {
@@ -138,7 +139,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> predict_images;
   double predict_temperature = 1.0;
   predict->add_option("--checkpoint", predict_checkpoint, "checkpoint.pt")->required();
-  predict->add_option("images", predict_images, "image files of any size: resized and centred like MNIST")->required();
+  predict->add_option("images", predict_images, "image files: prepared as the model's training images were (MNIST models: resized and centred like MNIST)")->required();
   predict->add_option("--temperature,-T", predict_temperature, "soften the distribution to show the model's dark knowledge")
       ->check(CLI::PositiveNumber);
 
@@ -272,12 +273,15 @@ int main(int argc, char** argv) {
     } else if (predict->parsed()) {
       auto loaded = distillery::train::load_model(predict_checkpoint);
       for (const auto& path : predict_images) {
-        auto image = distillery::data::load_image_like_mnist(path, loaded.meta.spec.image_size).unsqueeze(0);
-        auto probs = distillery::train::predict_logits(*loaded.model, image).div(predict_temperature).softmax(1)[0];
-        std::cout << path << ": predicted " << probs.argmax().item<int64_t>() << " (T = " << predict_temperature << ")\n";
+        const auto image = distillery::train::load_model_input(path, loaded.meta.spec);
+        const auto probs = distillery::train::predict_logits(*loaded.model, image).div(predict_temperature).softmax(1)[0];
+        const auto names = distillery::train::class_names(loaded.meta.spec);
+        size_t width = 2;
+        for (const auto& name : names) width = std::max(width, name.size());
+        std::cout << path << ": predicted " << names.at(probs.argmax().item<int64_t>()) << " (T = " << predict_temperature << ")\n";
         for (int64_t c = 0; c < probs.size(0); ++c) {
           const double p = probs[c].item<double>();
-          std::cout << fmt::format("  {:>2} {:8.5f} {}\n", c, p, std::string(static_cast<size_t>(p * 50 + 0.5), '#'));
+          std::cout << fmt::format("  {:>{}} {:8.5f} {}\n", names.at(c), width, p, std::string(static_cast<size_t>(p * 50 + 0.5), '#'));
         }
       }
     } else if (islands->parsed()) {

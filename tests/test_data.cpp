@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,12 +15,15 @@
 #include "distillery/data/augment.h"
 #include "distillery/data/dataset.h"
 #include "distillery/data/idx.h"
+#include "distillery/data/image_folder.h"
+#include "distillery/report/image.h"
 #include "distillery/error.h"
 #include "test_support.h"
 
 namespace distillery::testing {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // ---------------------------------------------------------------------------------------------
@@ -497,6 +501,119 @@ TEST_F(AugmentTest, ShiftIdsAreUniqueAndInRange) {
     EXPECT_EQ(as_set(ids).size(), static_cast<size_t>(side * side));
   }
   EXPECT_EQ(data::shift_ids(shifts_of({{0, 0}}), 1).item<int64_t>(), 4);  // the centre of 3x3
+}
+
+// ---------------------------------------------------------------------------------------------
+// Image folders
+
+// Writes uint8 [C, H, W] as a PNG (exact: write_png rounds v / 255 * 255 back to v).
+void write_image(const std::string& path, const torch::Tensor& pixels) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  report::write_png(path, pixels.to(torch::kFloat32).div(255));
+}
+
+torch::Tensor random_pixels(int64_t c, int64_t h, int64_t w, uint64_t seed) {
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::randint(0, 256, {c, h, w}, generator, torch::kUInt8);
+}
+
+// Classes and files in torchvision's order: class folders by code point (capitals first), each
+// class's files by folder then name, nested folders after the class folder's own files.
+TEST(ImageFolderTest, ClassesAndFilesFollowTorchvisionsOrder) {
+  TempDir dir;
+  for (const char* file : {"b/2.png", "b/10.png", "a/z.png", "a/sub/a.png", "B/x.PNG"}) {
+    write_image(dir.file(file), random_pixels(1, 4, 4, 1));
+  }
+  write_bytes(dir.file("a/notes.txt"), "not an image");
+  const auto folder = data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Error);
+  EXPECT_EQ(folder.classes, (std::vector<std::string>{"B", "a", "b"}));
+  std::vector<std::string> names;
+  for (const auto& f : folder.files) names.push_back(std::filesystem::relative(f, dir.path()).string());
+  EXPECT_EQ(names, (std::vector<std::string>{"B/x.PNG", "a/z.png", "a/sub/a.png", "b/10.png", "b/2.png"}));
+  EXPECT_TRUE(torch::equal(folder.labels, torch::tensor({0, 1, 1, 2, 2}, torch::kInt64)));
+  EXPECT_EQ(folder.images.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(folder.images.sizes(), (std::vector<int64_t>{5, 1, 4, 4}));
+
+  // A test folder takes the training folder's class list; a class it does not know is an error.
+  const auto test = data::load_image_folder(dir.file("b"), {}, false, data::OnBadImage::Error);
+  EXPECT_FALSE(test.labels.defined());
+  EXPECT_TRUE(test.classes.empty());
+  EXPECT_THAT(input_error_message([&] {
+                data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Error, {"a", "b"});
+              }),
+              AllOf(HasSubstr("'B'"), HasSubstr(dir.path().string())));
+}
+
+// Pixels arrive exactly; gray and RGB convert as PIL converts; resize and centre crop give the
+// shapes torchvision's Resize(int) and CenterCrop give.
+TEST(ImageFolderTest, DecodingConvertsAndResizesAsTorchvisionDoes) {
+  TempDir dir;
+  const auto rgb = random_pixels(3, 6, 10, 2);
+  write_image(dir.file("rgb.png"), rgb);
+  EXPECT_TRUE(torch::equal(data::decode_image(dir.file("rgb.png"), {}), rgb));
+  const auto as_gray = data::decode_image(dir.file("rgb.png"), {1, 0, 0});
+  const auto r = int64_t{rgb[0][2][3].item<uint8_t>()}, g = int64_t{rgb[1][2][3].item<uint8_t>()}, b = int64_t{rgb[2][2][3].item<uint8_t>()};
+  EXPECT_EQ(as_gray[0][2][3].item<uint8_t>(), (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16);
+  const auto gray = random_pixels(1, 6, 10, 3);
+  write_image(dir.file("gray.png"), gray);
+  const auto as_rgb = data::decode_image(dir.file("gray.png"), {3, 0, 0});
+  EXPECT_TRUE(torch::equal(as_rgb[2], gray[0]));
+  // Resize(4) of 6 x 10: the shorter side 4, the longer int(4 * 10 / 6) = 6; CenterCrop(4) then.
+  EXPECT_EQ(data::decode_image(dir.file("rgb.png"), {0, 4, 0}).sizes(), (std::vector<int64_t>{3, 4, 6}));
+  EXPECT_EQ(data::decode_image(dir.file("rgb.png"), {0, 4, 4}).sizes(), (std::vector<int64_t>{3, 4, 4}));
+  // Centre crop without resize: rows 1-4 of 6, columns round((10 - 4) / 2) = 3 to 6.
+  EXPECT_TRUE(torch::equal(data::decode_image(dir.file("rgb.png"), {0, 0, 4}), rgb.slice(1, 1, 5).slice(2, 3, 7)));
+  // A uniform image stays uniform through the antialiased resize.
+  write_image(dir.file("flat.png"), torch::full({1, 30, 40}, 77, torch::kUInt8));
+  const auto flat = data::decode_image(dir.file("flat.png"), {0, 9, 0});
+  EXPECT_EQ(flat.sizes(), (std::vector<int64_t>{1, 9, 12}));
+  EXPECT_TRUE(torch::all(flat == 77).item<bool>());
+}
+
+// Bad files never lose a run: skipped and named, or an error naming them; folders that cannot
+// make a dataset say why.
+TEST(ImageFolderTest, BadFilesAndFoldersAreNamed) {
+  TempDir dir;
+  write_image(dir.file("cats/1.png"), random_pixels(1, 4, 4, 4));
+  write_image(dir.file("dogs/1.png"), random_pixels(1, 4, 4, 5));
+  write_bytes(dir.file("dogs/2.png"), "\x89PNG\r\n\x1a\ntruncated");
+  const auto folder = data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Skip);
+  EXPECT_EQ(folder.images.size(0), 2);
+  ASSERT_EQ(folder.skipped.size(), 1u);
+  EXPECT_THAT(folder.skipped[0], HasSubstr("dogs/2.png"));
+  EXPECT_THAT(input_error_message([&] { data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Error); }),
+              HasSubstr("dogs/2.png"));
+
+  std::filesystem::create_directories(dir.file("birds"));
+  EXPECT_THAT(input_error_message([&] { data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Skip); }),
+              AllOf(HasSubstr("birds"), HasSubstr("holds no images")));
+  std::filesystem::remove(dir.file("birds"));
+
+  write_image(dir.file("cats/2.png"), random_pixels(3, 4, 4, 6));
+  EXPECT_THAT(input_error_message([&] { data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Skip); }),
+              AllOf(HasSubstr("cats/2.png"), HasSubstr("data.channels")));
+  write_image(dir.file("cats/2.png"), random_pixels(1, 5, 4, 6));
+  EXPECT_THAT(input_error_message([&] { data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Skip); }),
+              AllOf(HasSubstr("cats/2.png"), HasSubstr("data.resize")));
+  EXPECT_EQ(data::load_image_folder(dir.path().string(), {0, 4, 4}, true, data::OnBadImage::Skip).images.size(0), 3);
+
+  TempDir empty;
+  EXPECT_THAT(input_error_message([&] { data::load_image_folder(empty.path().string(), {}, false, data::OnBadImage::Skip); }),
+              HasSubstr("no images"));
+  EXPECT_THAT(input_error_message([&] { data::load_image_folder(empty.file("missing"), {}, false, data::OnBadImage::Skip); }),
+              HasSubstr("no such folder"));
+}
+
+// A label outside 0-9 in an MNIST label file is refused when the data is loaded, naming the file
+// and the index, not at the first batch that holds it.
+TEST_F(DatasetTest, MnistLabelOutsideTheClassesIsRefusedAtLoad) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.file("mnist"));
+  std::string images = idx_header(0x08, {3, 28, 28}) + std::string(3 * 28 * 28, '\0');
+  write_bytes(dir.file("mnist/t10k-images-idx3-ubyte"), images);
+  write_bytes(dir.file("mnist/t10k-labels-idx1-ubyte"), idx_header(0x08, {3}) + std::string{1, 12, 3});
+  EXPECT_THAT(input_error_message([&] { data::load_dataset("mnist", "test", dir.path().string()); }),
+              AllOf(HasSubstr("t10k-labels-idx1-ubyte"), HasSubstr("label 12 at index 1")));
 }
 
 }  // namespace

@@ -34,14 +34,15 @@
 #include "distillery/experiments/hinton2015.h"
 #include "distillery/nn/mlp.h"
 #include "distillery/nn/model_spec.h"
+#include "distillery/report/generated_pages.h"
 #include "distillery/report/html.h"
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
-#include "distillery/report/generated_pages.h"
 #include "distillery/report/results_page.h"
 #include "distillery/system.h"
 #include "distillery/train/autocast.h"
 #include "distillery/train/checkpoint.h"
+#include "distillery/train/predict_input.h"
 #include "distillery/train/run.h"
 #include "distillery/train/trainer.h"
 #include "test_support.h"
@@ -783,6 +784,67 @@ TEST_F(DistillRunTest, DistilledStudentMakesFewerErrorsThanTheSameStudentOnHardL
 
 // ---------------------------------------------------------------------------------------------
 // The hinton2015 experiment (profile "test")
+
+// MNIST digits written as an image folder (class folders named by word, so that the sorted class
+// list is not the digits' order) train a model whose checkpoint knows the class names and the
+// preprocessing; predict on a file reproduces the evaluation's logits; and a student distils from
+// that teacher on a folder with no labels at all.
+TEST_F(DistillRunTest, ImageFolderTrainsPredictsAndServesAsAnUnlabeledTransferSet) {
+  DISTILLERY_REQUIRE_MNIST();
+  const std::vector<std::string> words = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
+  const auto mnist = data::load_dataset("mnist", "train", data::resolve_data_dir());
+  TempDir folder, runs;
+  const auto write_digits = [&](const std::string& where, int64_t begin, int64_t end, bool labeled) {
+    for (int64_t i = begin; i < end; ++i) {
+      const auto& word = words.at(mnist.labels[i].item<int64_t>());
+      const std::string path = labeled ? fmt::format("{}/{}/{}.png", where, word, i) : fmt::format("{}/{}.png", where, i);
+      fs::create_directories(fs::path(folder.file(path)).parent_path());
+      report::write_png(folder.file(path), mnist.images[i][0]);
+    }
+  };
+  write_digits("digits/train", 0, 2000, true);
+  write_digits("digits/test", 50000, 50500, true);
+  write_digits("unlabeled", 10000, 12000, false);
+
+  auto teacher_config = Config::parse(run_yaml(runs.path().string(), "teacher", "[256, 256]", 4, 0.1), "teacher");
+  teacher_config.set("data.dataset", "folder");
+  teacher_config.set("data.path", folder.file("digits"));
+  teacher_config.set("data.test_limit", "0");
+  const auto teacher = train::run_training(teacher_config);
+  EXPECT_EQ(teacher.test.count, 500);
+  EXPECT_GE(teacher.test.accuracy, 0.85) << teacher.test.errors << " errors";
+  const auto result = json::parse(read_bytes(teacher.run_dir + "/result.json"));
+  const std::vector<std::string> sorted = {"eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero"};
+  EXPECT_EQ(result.at("classes").get<std::vector<std::string>>(), sorted);
+
+  const auto loaded = train::load_model(teacher.run_dir + "/checkpoint.pt");
+  EXPECT_EQ(loaded.meta.spec.classes, sorted);
+  EXPECT_TRUE(loaded.meta.spec.folder_input);
+  EXPECT_EQ(train::class_names(loaded.meta.spec)[7], "three");
+  const std::string seven = folder.file("digits/test/seven/50021.png");  // MNIST train index 50021 is a 7
+  ASSERT_TRUE(fs::exists(seven));
+  const auto input = train::load_model_input(seven, loaded.meta.spec);
+  const auto expected = mnist.images.slice(0, 50021, 50022);
+  EXPECT_TRUE(torch::allclose(input, expected, 0, 0.5 / 255)) << "the file's pixels, as the model saw them in training";
+  EXPECT_TRUE(torch::allclose(train::predict_logits(*loaded.model, input), train::predict_logits(*loaded.model, expected), 1e-5, 1e-5));
+
+  // The unlabeled folder has no class folders, so no label exists to be read; asking for a hard
+  // term is refused, and `train` refuses an unlabeled set.
+  auto student_config = Config::parse(run_yaml(runs.path().string(), "student", "[64, 64]", 4, 0.05), "student");
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"data.dataset", "folder"}, {"data.path", folder.file("unlabeled")}, {"data.test_path", folder.file("digits/test")},
+           {"data.labels", "none"}, {"data.test_limit", "0"}, {"distill.temperature", "4"},
+           {"distill.teachers", "[" + teacher.run_dir + "/checkpoint.pt]"}}) {
+    student_config.set(key, value);
+  }
+  const auto student = distill::run_distillation(student_config);
+  EXPECT_GE(student.test.accuracy, 0.80) << student.test.errors << " errors";
+  EXPECT_FALSE(json::parse(read_bytes(student.run_dir + "/result.json")).contains("bias"));
+  auto hard = student_config;
+  hard.set("distill.hard_weight", "0.5");
+  EXPECT_THAT(input_error_message([&] { distill::run_distillation(hard); }), HasSubstr("data.labels is none"));
+  EXPECT_THAT(input_error_message([&] { train::run_training(student_config); }), HasSubstr("data.labels is none"));
+}
 
 TEST_F(DistillRunTest, Hinton2015SmokeProfileRunsAndResumes) {
   DISTILLERY_REQUIRE_MNIST();

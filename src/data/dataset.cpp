@@ -12,12 +12,17 @@ namespace distillery::data {
 namespace fs = std::filesystem;
 
 Dataset Dataset::subset(const torch::Tensor& indices) const {
-  return {images.index_select(0, indices), labels.index_select(0, indices)};
+  return {images.index_select(0, indices), labels.index_select(0, indices), classes};
 }
 
 Dataset Dataset::head(int64_t n) const {
   if (n <= 0 || n >= size()) return *this;
-  return {images.slice(0, 0, n), labels.slice(0, 0, n)};
+  return {images.slice(0, 0, n), labels.slice(0, 0, n), classes};
+}
+
+torch::Tensor model_input(const torch::Tensor& images) {
+  if (images.scalar_type() != torch::kUInt8) return images;
+  return images.to(torch::kFloat32).div_(255.0);
 }
 
 Dataset load_idx_dataset(const std::string& images_path, const std::string& labels_path) {
@@ -38,7 +43,7 @@ Dataset load_idx_dataset(const std::string& images_path, const std::string& labe
   auto images = raw_images.to(torch::kFloat32);
   if (raw_images.scalar_type() == torch::kUInt8) images.div_(255.0);
   if (images.dim() == 3) images = images.unsqueeze(1);
-  return {images.contiguous(), raw_labels.to(torch::kInt64)};
+  return {images.contiguous(), raw_labels.to(torch::kInt64), {}};
 }
 
 namespace {
@@ -69,8 +74,17 @@ Dataset load_dataset(const std::string& name, const std::string& split, const st
   } else {
     throw InputError("data.dataset: unknown dataset '" + name + "' (known: mnist, fashion-mnist)");
   }
-  return load_idx_dataset(find_file(folders, prefix + "-images-idx3-ubyte", name),
-                          find_file(folders, prefix + "-labels-idx1-ubyte", name));
+  const auto labels_path = find_file(folders, prefix + "-labels-idx1-ubyte", name);
+  auto dataset = load_idx_dataset(find_file(folders, prefix + "-images-idx3-ubyte", name), labels_path);
+  // Both datasets have 10 classes; a label outside them would stop training at the first batch
+  // that holds it, deep inside the loss.
+  const auto outside = ((dataset.labels < 0) | (dataset.labels > 9)).nonzero();
+  if (outside.size(0) > 0) {
+    const int64_t index = outside[0][0].item<int64_t>();
+    throw InputError(fmt::format("{}: label {} at index {} is outside the classes 0-9 ({} such labels)", labels_path,
+                                 dataset.labels[index].item<int64_t>(), index, outside.size(0)));
+  }
+  return dataset;
 }
 
 std::string resolve_data_dir(const std::string& flag) {

@@ -261,6 +261,7 @@ CodistillOutcome train_peer_group(std::vector<std::unique_ptr<Peer>>& peers, Pee
 
 CodistillOutcome run_codistill(const Config& config) {
   train::apply_thread_config(config);
+  train::require_labels(config, "distillery codistill");
   const auto run_data = train::load_run_data(config);
   const auto options = codistill_options_from_config(config);
   auto train_options = train::train_options_from_config(config);

@@ -32,11 +32,17 @@ nlohmann::json BiasReport::to_json() const {
 
 DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* stop_requested) {
   train::apply_thread_config(config);
+  const bool unlabeled = config.get_string("data.labels") == "none";
+  if (unlabeled && config.get_double("distill.hard_weight") > 0) {
+    throw InputError(fmt::format("distill.hard_weight is {} but data.labels is none: an unlabeled transfer set has no hard "
+                                 "labels (set distill.hard_weight=0)",
+                                 config.get_double("distill.hard_weight")));
+  }
   const auto run_data = train::load_run_data(config);
   DistillOutcome outcome;
   const auto spec = train::model_spec_from_config(config, run_data.train);
   auto teacher = load_teachers(config.get_string_list("distill.teachers"), config.get_string("distill.ensemble"),
-                               run_data.train.images.slice(0, 0, 1));
+                               data::model_input(run_data.train.images.slice(0, 0, 1)));
   if (teacher->num_classes() != spec.num_classes) {
     throw InputError(fmt::format("teacher {} has {} output classes but the student has {}", teacher->describe(),
                                  teacher->num_classes(), spec.num_classes));
@@ -73,7 +79,8 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
   outcome.test = outcome.train.final_eval ? *outcome.train.final_eval : train::evaluate(*outcome.student, run_data.test);
   if (cache) outcome.teacher_rows = cache->teacher_rows(), outcome.teacher_lookups = cache->lookups();
 
-  const auto missing = missing_classes(run_data.train.labels, spec.num_classes);
+  // Classes missing from an unlabeled transfer set are unknown: no bias to adjust.
+  const auto missing = unlabeled ? std::vector<int64_t>{} : missing_classes(run_data.train.labels, spec.num_classes);
   if (!missing.empty() && config.get_bool("distill.adjust_bias")) {
     if (run_data.validation.size() == 0) {
       spdlog::warn("{}: classes missing from the transfer set, but data.validation is 0: no split to choose a bias shift on",
@@ -110,6 +117,7 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
                            {"teacher_rows", outcome.teacher_rows},
                            {"teacher_lookups", outcome.teacher_lookups}};
   if (outcome.bias) result["bias"] = outcome.bias->to_json();
+  train::add_data_summary(result, run_data);
   result["misclassified"] = train::save_misclassified(*outcome.student, run_data.test, outcome.run_dir + "/misclassified.png");
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);

@@ -126,7 +126,7 @@ json run_multi_mnist(const Context& context, const Config& config, const data::D
   const uint64_t seed = static_cast<uint64_t>(config.get_int("train.seed"));
   auto train_pairs = data::make_multi_mnist(mnist_train, context.profile.multi_train, data::MultiMnistOptions().seed(seed));
   auto test_pairs = data::make_multi_mnist(mnist_test, context.profile.multi_test, data::MultiMnistOptions().seed(seed + 1));
-  data::Dataset train_set{train_pairs.images, train_pairs.labels};  // labels [N, 2]: the batches carry both digits
+  data::Dataset train_set{train_pairs.images, train_pairs.labels, {}};  // labels [N, 2]: the batches carry both digits
 
   auto spec = train::model_spec_from_config(config, train_set);
   torch::manual_seed(config.get_int("train.seed"));

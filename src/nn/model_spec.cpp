@@ -10,10 +10,13 @@
 namespace distillery::nn {
 
 nlohmann::json ModelSpec::to_json() const {
-  return {{"kind", kind},         {"in_channels", in_channels},     {"image_size", image_size},
-          {"num_classes", num_classes}, {"hidden", hidden},         {"channels", channels},
-          {"dropout_input", dropout_input}, {"dropout_hidden", dropout_hidden}, {"max_norm", max_norm},
-          {"routing_iterations", routing_iterations}, {"capsule_dims", capsule_dims}};
+  nlohmann::json json = {{"kind", kind},         {"in_channels", in_channels},     {"image_size", image_size},
+                         {"num_classes", num_classes}, {"hidden", hidden},         {"channels", channels},
+                         {"dropout_input", dropout_input}, {"dropout_hidden", dropout_hidden}, {"max_norm", max_norm},
+                         {"routing_iterations", routing_iterations}, {"capsule_dims", capsule_dims}};
+  if (!classes.empty()) json["classes"] = classes;
+  if (folder_input) json["input"] = {{"kind", "folder"}, {"resize", input_resize}, {"crop", input_crop}};
+  return json;
 }
 
 ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& source) {
@@ -31,6 +34,13 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& so
     // Added with capsules: checkpoints written before them lack these keys.
     spec.routing_iterations = json.value("routing_iterations", spec.routing_iterations);
     spec.capsule_dims = json.value("capsule_dims", spec.capsule_dims);
+    // Added with image folders.
+    spec.classes = json.value("classes", spec.classes);
+    if (json.contains("input")) {
+      spec.folder_input = json.at("input").at("kind").get<std::string>() == "folder";
+      spec.input_resize = json.at("input").value("resize", int64_t{0});
+      spec.input_crop = json.at("input").value("crop", int64_t{0});
+    }
   } catch (const nlohmann::json::exception& e) {
     throw InputError(source + ": bad model description: " + e.what());
   }
@@ -53,6 +63,11 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& so
   check("dropout_hidden", spec.dropout_hidden, 0, 0.99);
   check("max_norm", spec.max_norm, 0, 1e9);
   check("routing_iterations", double(spec.routing_iterations), 1, 100);
+  check("input resize", double(spec.input_resize), 0, 65536);
+  check("input crop", double(spec.input_crop), 0, 65536);
+  if (!spec.classes.empty() && static_cast<int64_t>(spec.classes.size()) != spec.num_classes) {
+    throw InputError(fmt::format("{}: bad model description: {} class names for {} classes", source, spec.classes.size(), spec.num_classes));
+  }
   return spec;
 }
 

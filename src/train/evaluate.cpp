@@ -25,7 +25,7 @@ torch::Tensor predict_logits(nn::ClassifierImpl& model, const torch::Tensor& ima
   model.eval();
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
-    parts.push_back(model.forward(images.slice(0, start, std::min(start + batch_size, images.size(0)))));
+    parts.push_back(model.forward(data::model_input(images.slice(0, start, std::min(start + batch_size, images.size(0))))));
   }
   model.train(was_training);
   return torch::cat(parts);

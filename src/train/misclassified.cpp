@@ -16,8 +16,9 @@ nlohmann::json save_misclassified(nn::ClassifierImpl& model, const data::Dataset
     examples.push_back({{"index", index}, {"label", test.labels[index].item<int64_t>()},
                         {"predicted", predicted[index].item<int64_t>()}});
   }
-  const auto images = test.images.index_select(/*dim=*/0, wrong).clamp(0, 1);
-  report::write_png(path, report::image_grid(images, /*columns=*/10)[0]);
+  const auto images = data::model_input(test.images.index_select(/*dim=*/0, wrong)).clamp(0, 1);
+  const auto grid = report::image_grid(images, /*columns=*/10);
+  report::write_png(path, grid.size(0) == 1 ? grid[0] : grid);
   return examples;
 }
 

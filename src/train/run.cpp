@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "distillery/data/image_folder.h"
 #include "distillery/error.h"
 #include "distillery/nn/capsules.h"
 #include "distillery/report/metrics.h"
@@ -17,14 +18,83 @@
 
 namespace distillery::train {
 
+namespace {
+
+data::Dataset as_dataset(data::ImageFolder folder, std::vector<std::string>& skipped) {
+  skipped.insert(skipped.end(), folder.skipped.begin(), folder.skipped.end());
+  if (!folder.labels.defined()) folder.labels = torch::full({folder.images.size(0)}, -1, torch::kInt64);
+  return {folder.images, folder.labels, folder.classes};
+}
+
+// data.dataset: folder. Splits from train/ val/ test/ when data.path has them; the test images
+// from data.test_path when given. An unlabeled training folder takes its classes from the test folder.
+void load_image_folders(const Config& config, RunData& run_data, data::Dataset& full_train, bool& has_validation_folder) {
+  namespace fs = std::filesystem;
+  const std::string root = config.get_string("data.path");
+  if (root.empty()) throw InputError("data.dataset is folder but data.path is empty: set it to the folder of images");
+  if (!fs::is_directory(root)) throw InputError("data.path: " + root + ": no such folder");
+  const int64_t channels = config.get_int("data.channels");
+  if (channels == 2) throw InputError("data.channels: 2 is not a choice (0: as the files are, 1: gray, 3: RGB)");
+  const data::ImagePreprocessing preprocessing{channels, config.get_int("data.resize"), config.get_int("data.crop")};
+  const auto on_bad = config.get_string("data.on_bad_image") == "error" ? data::OnBadImage::Error : data::OnBadImage::Skip;
+  const bool split_layout = fs::is_directory(fs::path(root) / "train");
+  const std::string train_root = split_layout ? (fs::path(root) / "train").string() : root;
+  std::string test_root = config.get_string("data.test_path");
+  if (test_root.empty()) {
+    test_root = (fs::path(root) / "test").string();
+    if (!split_layout || !fs::is_directory(test_root)) {
+      throw InputError(fmt::format("data.path: {} has no train/ and test/ folders: set data.test_path to a labeled folder of test images", root));
+    }
+  }
+  const bool labeled = config.get_string("data.labels") != "none";
+  if (labeled) {
+    full_train = as_dataset(data::load_image_folder(train_root, preprocessing, true, on_bad), run_data.skipped_images);
+    if (full_train.classes.empty()) {
+      throw InputError(fmt::format("{}: holds images but no class folders; for an unlabeled transfer set set data.labels: none", train_root));
+    }
+    run_data.test = as_dataset(data::load_image_folder(test_root, preprocessing, true, on_bad, full_train.classes), run_data.skipped_images);
+  } else {
+    run_data.test = as_dataset(data::load_image_folder(test_root, preprocessing, true, on_bad), run_data.skipped_images);
+    full_train = as_dataset(data::load_image_folder(train_root, preprocessing, false, on_bad), run_data.skipped_images);
+    full_train.classes = run_data.test.classes;
+  }
+  if (run_data.test.classes.empty()) throw InputError(test_root + ": the test folder needs class folders (ROOT/<class>/<image>)");
+  run_data.test.classes = full_train.classes;
+  if (full_train.images.sizes().slice(1) != run_data.test.images.sizes().slice(1)) {
+    throw InputError(fmt::format("{}: test images are [{}] but training images are [{}]: set data.resize / data.crop / data.channels",
+                                 test_root, fmt::join(run_data.test.images.sizes().slice(1), ", "),
+                                 fmt::join(full_train.images.sizes().slice(1), ", ")));
+  }
+  const std::string validation_root = (fs::path(root) / "val").string();
+  if (split_layout && fs::is_directory(validation_root)) {
+    run_data.validation = as_dataset(data::load_image_folder(validation_root, preprocessing, true, on_bad, full_train.classes),
+                                     run_data.skipped_images);
+    has_validation_folder = true;
+  }
+}
+
+}  // namespace
+
 RunData load_run_data(const Config& config) {
   const std::string dataset = config.get_string("data.dataset");
-  const std::string data_dir = data::resolve_data_dir(config.get_string("data.dir"));
-  auto full_train = data::load_dataset(dataset, "train", data_dir).head(config.get_int("data.train_limit"));
   RunData run_data;
-  run_data.test = data::load_dataset(dataset, "test", data_dir).head(config.get_int("data.test_limit"));
-  std::tie(run_data.train, run_data.validation) =
-      data::split_validation(full_train, config.get_int("data.validation"), mix_seed(config.get_int("train.seed"), 7));
+  data::Dataset full_train;
+  bool has_validation_folder = false;
+  if (dataset == "folder") {
+    load_image_folders(config, run_data, full_train, has_validation_folder);
+  } else {
+    const std::string data_dir = data::resolve_data_dir(config.get_string("data.dir"));
+    full_train = data::load_dataset(dataset, "train", data_dir);
+    run_data.test = data::load_dataset(dataset, "test", data_dir);
+  }
+  full_train = full_train.head(config.get_int("data.train_limit"));
+  run_data.test = run_data.test.head(config.get_int("data.test_limit"));
+  if (has_validation_folder) {
+    run_data.train = full_train;
+  } else {
+    std::tie(run_data.train, run_data.validation) =
+        data::split_validation(full_train, config.get_int("data.validation"), mix_seed(config.get_int("train.seed"), 7));
+  }
   const auto keep = config.get_int_list("data.keep_classes");
   const auto omit = config.get_int_list("data.omit_classes");
   if (!keep.empty()) run_data.train = data::keep_classes(run_data.train, keep);
@@ -35,12 +105,38 @@ RunData load_run_data(const Config& config) {
   return run_data;
 }
 
+void require_labels(const Config& config, const std::string& command) {
+  if (config.get_string("data.labels") == "none") {
+    throw InputError(fmt::format("data.labels is none, but {} needs the labels of its training images "
+                                 "(an unlabeled transfer set is for distillery distill with distill.hard_weight 0)",
+                                 command));
+  }
+}
+
+void add_data_summary(nlohmann::json& result, const RunData& run_data) {
+  if (!run_data.test.classes.empty()) result["classes"] = run_data.test.classes;
+  if (run_data.skipped_images.empty()) return;
+  const size_t shown = std::min<size_t>(run_data.skipped_images.size(), 100);
+  result["skipped_images"] = {{"count", run_data.skipped_images.size()},
+                              {"files", std::vector<std::string>(run_data.skipped_images.begin(), run_data.skipped_images.begin() + shown)}};
+}
+
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like) {
   nn::ModelSpec spec;
   spec.kind = config.get_string("model.kind");
   spec.in_channels = like.images.size(1);
   spec.image_size = like.images.size(2);
-  spec.num_classes = 10;
+  spec.num_classes = like.classes.empty() ? 10 : static_cast<int64_t>(like.classes.size());
+  spec.classes = like.classes;
+  if (config.get_string("data.dataset") == "folder") {
+    if (like.images.size(2) != like.images.size(3)) {
+      throw InputError(fmt::format("data.path: the images are {}x{} (height x width) but models take square images: set data.crop",
+                                   like.images.size(2), like.images.size(3)));
+    }
+    spec.folder_input = true;
+    spec.input_resize = config.get_int("data.resize");
+    spec.input_crop = config.get_int("data.crop");
+  }
   spec.hidden = config.get_int_list("model.hidden");
   spec.channels = config.get_int_list("model.channels");
   spec.dropout_input = config.get_double("model.dropout_input");
@@ -132,6 +228,7 @@ void apply_thread_config(const Config& config) {
 
 RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requested) {
   apply_thread_config(config);
+  require_labels(config, "distillery train");
   const auto run_data = load_run_data(config);
   RunOutcome outcome;
   outcome.run_dir = prepare_run_dir(config);
@@ -167,6 +264,7 @@ RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requ
                            {"seconds", outcome.train.seconds},
                            {"samples_per_second", outcome.train.samples_per_second},
                            {"parameters", outcome.num_parameters}};
+  add_data_summary(result, run_data);
   result["misclassified"] = save_misclassified(*outcome.model, run_data.test, outcome.run_dir + "/misclassified.png");
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);

@@ -79,7 +79,7 @@ Batch BatchStream::batch(int64_t step) {
   batch.step = step;
   batch.indices = order_.slice(0, begin, std::min(begin + batch_size_, n));
   batch.labels = dataset_.labels.index_select(0, batch.indices);
-  batch.images = dataset_.images.index_select(0, batch.indices);
+  batch.images = data::model_input(dataset_.images.index_select(0, batch.indices));
   if (jitter_ > 0) {
     auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, 1ull << 40 | uint64_t(step)));
     batch.shifts = data::random_shifts(batch.indices.size(0), jitter_, generator);

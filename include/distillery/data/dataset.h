@@ -9,10 +9,13 @@
 
 namespace distillery::data {
 
-/// Images [N, C, H, W] float32 in [0, 1] and labels [N] int64, all in memory.
+/// Images [N, C, H, W] and labels [N] int64, all in memory. Images are float32 in [0, 1], or uint8
+/// (0-255) for image folders, a quarter of the memory: `model_input` makes a batch of them float.
+/// Unlabeled images (a transfer set) carry the label -1, which no loss accepts.
 struct Dataset {
   torch::Tensor images;
   torch::Tensor labels;
+  std::vector<std::string> classes = {};  ///< class names, index = label; empty: the digits 0-9
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   /// The examples at `indices` (int64 [K]), in that order.
@@ -20,6 +23,9 @@ struct Dataset {
   /// The first n examples (all if n <= 0 or n >= size()).
   Dataset head(int64_t n) const;
 };
+
+/// A batch as a model takes it: uint8 images become float32 in [0, 1]; float images pass unchanged.
+torch::Tensor model_input(const torch::Tensor& images);
 
 /// Loads an image IDX file and a label IDX file and checks that their counts match.
 Dataset load_idx_dataset(const std::string& images_path, const std::string& labels_path);

@@ -26,6 +26,11 @@ struct ModelSpec {
   // fully connected layers, dropout_hidden before the class layer.
   int64_t routing_iterations = 3;              // capsnet
   std::vector<int64_t> capsule_dims = {8, 16};  // capsnet: primary and class capsule dimensions
+  // A model trained on an image folder keeps its class names and the preprocessing that eval and
+  // predict must repeat (in_channels is the channel count the images were converted to).
+  std::vector<std::string> classes;  // empty: the digits 0-9
+  bool folder_input = false;         // false: MNIST-style input (predict centres a digit)
+  int64_t input_resize = 0, input_crop = 0;
 
   nlohmann::json to_json() const;
   /// `source` names where the JSON came from, for error messages.

@@ -18,8 +18,17 @@ namespace distillery::train {
 /// split), the validation set (the held-out part, all classes) and the test set.
 struct RunData {
   data::Dataset train, validation, test;
+  std::vector<std::string> skipped_images;  ///< "path: why" for each undecodable image skipped
 };
 RunData load_run_data(const Config& config);
+
+/// InputError unless the training images carry labels: `command` needs them (data.labels: none is
+/// for distillation transfer sets without a hard-label term).
+void require_labels(const Config& config, const std::string& command);
+
+/// Adds what result.json says about the data: the class names of an image folder and the images
+/// skipped as undecodable (their count and the first 100).
+void add_data_summary(nlohmann::json& result, const RunData& run_data);
 
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like);
 
