@@ -322,6 +322,10 @@ int main(int argc, char** argv) {
       }
     } else if (eval->parsed()) {
       auto loaded = distillery::train::load_model(eval_checkpoint);
+      if (loaded.meta.spec.folder_input) {
+        throw distillery::InputError(eval_checkpoint + ": trained on an image folder; distillery eval scores MNIST and "
+                                     "Fashion-MNIST only (the run's result.json holds its test folder's score)");
+      }
       const auto dataset = distillery::data::load_dataset(eval_dataset, eval_split, distillery::data::resolve_data_dir(data_dir));
       print_eval(distillery::train::evaluate(*loaded.model, dataset));
     }

@@ -948,6 +948,8 @@ results_page: [current.json]
 headlines:
   - {figure: "one run", file: current.json, row: score, at_least: 0.6}
   - {figure: "two seeds", files: [study/a.json, study/b.json], row: score, paper: "-", at_least: 0.8}
+tables:
+  - {name: rows, page: docs/guide/study.md, file: current.json, rows: [score]}
 explorations:
   - folder: study
     pages: [docs/guide/study.md]
@@ -956,11 +958,12 @@ explorations:
   const std::string markers = "<!-- begin generated headline-results -->\nold\n<!-- end generated headline-results -->\n";
   report::write_file_atomic(root.file("README.md"), "# Title\n\n" + markers + "after\n");
   report::write_file_atomic(root.file("docs/guide/study.md"),
-                            "<!-- begin generated study-explorations -->\n<!-- end generated study-explorations -->\n");
+                            "<!-- begin generated study-explorations -->\n<!-- end generated study-explorations -->\n"
+                            "<!-- begin generated rows -->\n<!-- end generated rows -->\n");
 
   const std::string where = root.path().string();
-  EXPECT_EQ(report::stale_generated_pages(where).size(), 4u);  // RESULTS.md, two blocks, configuration.md
-  EXPECT_EQ(report::write_generated_pages(where).size(), 4u);
+  EXPECT_EQ(report::stale_generated_pages(where).size(), 5u);  // RESULTS.md, three blocks, configuration.md
+  EXPECT_EQ(report::write_generated_pages(where).size(), 5u);
   EXPECT_TRUE(report::stale_generated_pages(where).empty());
   EXPECT_TRUE(report::write_generated_pages(where).empty());
 
@@ -973,6 +976,7 @@ explorations:
   const auto index = read_bytes(root.file("docs/guide/study.md"));
   EXPECT_THAT(index, HasSubstr("| [a.json](../results/study/a.json) | 2026-01-02 | profile quick, `demo.radii=[1, 1, 2]` | Test CPU | 0.7 |"));
   EXPECT_LT(index.find("a.json"), index.find("b.json"));
+  EXPECT_THAT(index, HasSubstr("| a score | 0.5 |\n\nFrom [current.json](../results/current.json) (2026-01-02, Test CPU, 0 cores;"));
   EXPECT_THAT(read_bytes(root.file("docs/RESULTS.md")), HasSubstr("Results file: [docs/results/current.json](results/current.json)"));
   const auto reference = read_bytes(root.file("docs/guide/configuration.md"));
   for (const auto& key : Config::keys()) EXPECT_THAT(reference, HasSubstr("| `" + key.key + "` |"));

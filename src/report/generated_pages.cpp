@@ -98,6 +98,16 @@ std::vector<GeneratedPage> generated_pages(const std::string& root) {
     }
   }
 
+  if (summary["tables"]) {
+    for (const auto& table : summary["tables"]) {
+      const std::string page = root + "/" + required(table, "page", summary_path).as<std::string>();
+      pages.push_back({page, required(table, "name", summary_path).as<std::string>(),
+                       render_rows_table(results_folder + "/" + required(table, "file", summary_path).as<std::string>(),
+                                         required(table, "rows", summary_path).as<std::vector<std::string>>(),
+                                         fs::path(page).parent_path().string())});
+    }
+  }
+
   pages.push_back({root + "/docs/guide/configuration.md", "", render_config_reference()});
   return pages;
 }

@@ -162,6 +162,20 @@ std::string render_headline_table(const YAML::Node& headlines, const std::string
   return table;
 }
 
+std::string render_rows_table(const std::string& file, const std::vector<std::string>& ids, const std::string& page_folder) {
+  const json results = read_results_file(file);
+  std::string table = "| measurement | ours |\n| --- | ---: |\n";
+  for (const auto& id : ids) {
+    const json* row = find_row(results, id);
+    if (!row) throw InputError(fmt::format("{}: no row '{}' (asked by docs/results/summary.yaml)", file, id));
+    table += fmt::format("| {} | {} |\n", row->value("what", id), format_result_value(row->value("ours", json()), row->value("unit", "")));
+  }
+  const json machine = results.value("machine", json::object());
+  table += fmt::format("\nFrom {} ({}, {}, {} cores; `{}`).\n", link(file, page_folder), results.value("date", "?").substr(0, 10),
+                       machine.value("cpu", "?"), machine.value("cores", 0), results.value("command", "?"));
+  return table;
+}
+
 std::string render_explorations_index(const std::string& folder, const YAML::Node& columns, const std::string& page_folder) {
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(folder)) {

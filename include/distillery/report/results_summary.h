@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <string>
+#include <vector>
 
 namespace distillery::report {
 
@@ -22,6 +23,10 @@ std::string render_headline_table(const YAML::Node& headlines, const std::string
 /// gave (`--profile`, `--set`), and the columns asked for, each {header, rows: [id, ...]} taking
 /// the first row id the file has. Links are relative to `page_folder`.
 std::string render_explorations_index(const std::string& folder, const YAML::Node& columns, const std::string& page_folder);
+
+/// Rows of one results file (by id, in the order given) as a table of measurement and figure, with
+/// the file, its date and machine beneath. Links are relative to `page_folder`.
+std::string render_rows_table(const std::string& file, const std::vector<std::string>& ids, const std::string& page_folder);
 
 /// The settings a command line gave: "--profile P" and every "--set key=value" but thread counts
 /// and log intervals, which do not change a result.
