@@ -6,6 +6,8 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -24,6 +26,7 @@
 #include "distillery/config.h"
 #include "distillery/data/augment.h"
 #include "distillery/data/dataset.h"
+#include "distillery/data/image_folder.h"
 #include "distillery/distill/bias_adjustment.h"
 #include "distillery/distill/codistill.h"
 #include "distillery/distill/distiller.h"
@@ -844,6 +847,52 @@ TEST_F(DistillRunTest, ImageFolderTrainsPredictsAndServesAsAnUnlabeledTransferSe
   hard.set("distill.hard_weight", "0.5");
   EXPECT_THAT(input_error_message([&] { distill::run_distillation(hard); }), HasSubstr("data.labels is none"));
   EXPECT_THAT(input_error_message([&] { train::run_training(student_config); }), HasSubstr("data.labels is none"));
+}
+
+// The same folder read by torchvision's ImageFolder with Resize(24) and CenterCrop(24), as a PyTorch
+// user would (tests/torchvision_folder.py): the same classes, files and labels, and pixels within
+// one grey level (PIL resamples in fixed point, LibTorch in float; both antialiased bilinear).
+TEST_F(DistillRunTest, ImageFolderAgreesWithTorchvision) {
+  if (std::system("/usr/bin/python3 -c 'import torchvision' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 with torchvision is not available (scripts/setup.sh installs python3-torchvision)";
+  }
+  TempDir folder, out;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(5);
+  int64_t index = 0;
+  for (const char* name : {"apple", "Zebra", "\xc3\x84pfel"}) {  // "Äpfel": code-point order puts it last
+    for (int i = 0; i < 4; ++i, ++index) {
+      const int64_t channels = index % 3 == 0 ? 1 : 3;
+      const int64_t h = torch::randint(20, 60, {1}, generator).item<int64_t>(), w = torch::randint(20, 60, {1}, generator).item<int64_t>();
+      const auto pixels = torch::randint(0, 256, {channels, h, w}, generator, torch::kUInt8);
+      const std::string path = folder.file(fmt::format("{}/{}.png", name, 10 - index));
+      fs::create_directories(fs::path(path).parent_path());
+      report::write_png(path, channels == 1 ? pixels[0].to(torch::kFloat32).div(255) : pixels.to(torch::kFloat32).div(255));
+    }
+  }
+  const std::string command = fmt::format("/usr/bin/python3 '{}/tests/torchvision_folder.py' '{}' '{}' 24 24", DISTILLERY_SOURCE_DIR,
+                                          folder.path().string(), out.path().string());
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  const auto lines = [&](const std::string& name) {
+    std::vector<std::string> result;
+    std::istringstream text(read_bytes(out.file(name)));
+    for (std::string line; std::getline(text, line);) result.push_back(line);
+    return result;
+  };
+
+  const auto ours = data::load_image_folder(folder.path().string(), {3, 24, 24}, true, data::OnBadImage::Error);
+  EXPECT_EQ(ours.classes, lines("classes.txt"));
+  EXPECT_EQ(ours.files, lines("files.txt"));
+  std::vector<int64_t> labels;
+  std::istringstream label_text(read_bytes(out.file("labels.txt")));
+  for (int64_t label; label_text >> label;) labels.push_back(label);
+  EXPECT_TRUE(torch::equal(ours.labels, torch::tensor(labels, torch::kInt64)));
+  std::string bytes = read_bytes(out.file("images.bin"));
+  ASSERT_EQ(static_cast<int64_t>(bytes.size()), ours.images.numel());
+  const auto theirs = torch::from_blob(bytes.data(), ours.images.sizes(), torch::kUInt8).to(torch::kInt32);
+  const auto difference = (ours.images.to(torch::kInt32) - theirs).abs();
+  EXPECT_LE(difference.max().item<int32_t>(), 1) << "pixels further apart than one grey level";
+  // Where both antialias the same image, most pixels agree exactly.
+  EXPECT_GT((difference == 0).to(torch::kFloat32).mean().item<double>(), 0.7);
 }
 
 TEST_F(DistillRunTest, Hinton2015SmokeProfileRunsAndResumes) {
