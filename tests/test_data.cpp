@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -602,6 +603,35 @@ TEST(ImageFolderTest, BadFilesAndFoldersAreNamed) {
               HasSubstr("no images"));
   EXPECT_THAT(input_error_message([&] { data::load_image_folder(empty.file("missing"), {}, false, data::OnBadImage::Skip); }),
               HasSubstr("no such folder"));
+}
+
+// The second load of an unchanged folder reads the cache, not the files; a file whose time changed
+// is decoded again.
+TEST(ImageFolderTest, DecodedFoldersAreCachedUntilAFileChanges) {
+  TempDir dir, cache;
+  write_image(dir.file("a/1.png"), random_pixels(1, 4, 4, 7));
+  write_image(dir.file("b/1.png"), random_pixels(1, 4, 4, 8));
+  const auto load = [&] {
+    return data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Error, {}, cache.path().string());
+  };
+  const auto first = load();
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(cache.path()), std::filesystem::directory_iterator{}), 1);
+
+  // Same size and time, other bytes: only a cache hit can return the first pixels (decoding them
+  // would fail under OnBadImage::Error).
+  const auto mtime = std::filesystem::last_write_time(dir.file("a/1.png"));
+  auto bytes = read_bytes(dir.file("a/1.png"));
+  std::fill(bytes.begin() + 8, bytes.end(), 'x');
+  write_bytes(dir.file("a/1.png"), bytes);
+  std::filesystem::last_write_time(dir.file("a/1.png"), mtime);
+  const auto second = load();
+  EXPECT_TRUE(torch::equal(second.images, first.images));
+  EXPECT_TRUE(torch::equal(second.labels, first.labels));
+  EXPECT_EQ(second.files, first.files);
+  EXPECT_EQ(second.classes, first.classes);
+
+  std::filesystem::last_write_time(dir.file("a/1.png"), mtime + std::chrono::seconds(1));
+  EXPECT_THAT(input_error_message(load), HasSubstr("a/1.png"));
 }
 
 // A label outside 0-9 in an MNIST label file is refused when the data is loaded, naming the file

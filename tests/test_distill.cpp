@@ -813,6 +813,7 @@ TEST_F(DistillRunTest, ImageFolderTrainsPredictsAndServesAsAnUnlabeledTransferSe
   teacher_config.set("data.dataset", "folder");
   teacher_config.set("data.path", folder.file("digits"));
   teacher_config.set("data.test_limit", "0");
+  teacher_config.set("data.dir", runs.file("data"));  // the decoded-image cache goes there
   const auto teacher = train::run_training(teacher_config);
   EXPECT_EQ(teacher.test.count, 500);
   EXPECT_GE(teacher.test.accuracy, 0.85) << teacher.test.errors << " errors";
@@ -836,11 +837,13 @@ TEST_F(DistillRunTest, ImageFolderTrainsPredictsAndServesAsAnUnlabeledTransferSe
   auto student_config = Config::parse(run_yaml(runs.path().string(), "student", "[64, 64]", 4, 0.05), "student");
   for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
            {"data.dataset", "folder"}, {"data.path", folder.file("unlabeled")}, {"data.test_path", folder.file("digits/test")},
-           {"data.labels", "none"}, {"data.test_limit", "0"}, {"distill.temperature", "4"},
+           {"data.labels", "none"}, {"data.test_limit", "0"}, {"distill.temperature", "4"}, {"data.dir", runs.file("data")},
            {"distill.teachers", "[" + teacher.run_dir + "/checkpoint.pt]"}}) {
     student_config.set(key, value);
   }
   const auto student = distill::run_distillation(student_config);
+  // Three folders decoded (training, test, unlabeled), each cached once: the student reused the test folder's.
+  EXPECT_EQ(std::distance(fs::directory_iterator(runs.file("data/image-cache")), fs::directory_iterator{}), 3);
   EXPECT_GE(student.test.accuracy, 0.80) << student.test.errors << " errors";
   EXPECT_FALSE(json::parse(read_bytes(student.run_dir + "/result.json")).contains("bias"));
   auto hard = student_config;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 #include <stb_image.h>
 
 #include <algorithm>
@@ -10,10 +11,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <mutex>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include "distillery/error.h"
+#include "distillery/report/metrics.h"
 #include "distillery/report/progress.h"
 
 namespace distillery::data {
@@ -121,8 +124,74 @@ torch::Tensor decode_image(const std::string& path, const ImagePreprocessing& pr
   return image;
 }
 
+namespace {
+
+// FNV-1a, 64 bits: a cache key, not a digest against tampering.
+struct Fnv {
+  uint64_t hash = 14695981039346656037ull;
+  void add(const std::string& text) {
+    for (const unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+    hash = (hash ^ 0xff) * 1099511628211ull;  // a separator, so that "ab","c" differs from "a","bc"
+  }
+};
+
+std::string cache_file(const std::string& cache_dir, const std::vector<std::string>& files, const std::vector<int64_t>& labels,
+                       const std::vector<std::string>& classes, const ImagePreprocessing& preprocessing, OnBadImage on_bad) {
+  Fnv key;
+  key.add("image-folder-cache-v1");
+  key.add(fmt::format("{} {} {} {}", preprocessing.channels, preprocessing.resize, preprocessing.crop, on_bad == OnBadImage::Skip));
+  for (const auto& name : classes) key.add(name);
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::error_code error;
+    const auto size = fs::file_size(files[i], error);
+    const auto mtime = fs::last_write_time(files[i], error).time_since_epoch().count();
+    key.add(fmt::format("{} {} {} {}", files[i], size, mtime, labels.empty() ? -1 : labels[i]));
+  }
+  return fmt::format("{}/images-{:016x}.pt", cache_dir, key.hash);
+}
+
+// The cache file holds the images, the labels (empty when unlabeled) and, as bytes, a JSON list of
+// the files kept, the classes and the files skipped.
+void save_cache(const std::string& path, const ImageFolder& folder) {
+  const nlohmann::json meta = {{"files", folder.files}, {"classes", folder.classes}, {"skipped", folder.skipped}};
+  const std::string text = meta.dump();
+  const auto meta_bytes = torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())}, torch::kUInt8).clone();
+  std::ostringstream bytes;
+  torch::save(std::vector<torch::Tensor>{folder.images, folder.labels.defined() ? folder.labels : torch::empty({0}, torch::kInt64), meta_bytes},
+              bytes);
+  fs::create_directories(fs::path(path).parent_path());
+  report::write_file_atomic(path, bytes.str());
+}
+
+std::optional<ImageFolder> load_cache(const std::string& path) {
+  if (!fs::exists(path)) return std::nullopt;
+  try {
+    std::vector<torch::Tensor> tensors;
+    torch::load(tensors, path);
+    if (tensors.size() != 3) throw std::runtime_error("expected 3 tensors");
+    const auto& meta_bytes = tensors[2];
+    const auto meta = nlohmann::json::parse(std::string(static_cast<const char*>(meta_bytes.data_ptr()), meta_bytes.numel()));
+    ImageFolder folder;
+    folder.images = tensors[0];
+    if (tensors[1].numel() > 0) folder.labels = tensors[1];
+    folder.files = meta.at("files").get<std::vector<std::string>>();
+    folder.classes = meta.at("classes").get<std::vector<std::string>>();
+    folder.skipped = meta.at("skipped").get<std::vector<std::string>>();
+    if (folder.images.scalar_type() != torch::kUInt8 || folder.images.dim() != 4 ||
+        folder.images.size(0) != static_cast<int64_t>(folder.files.size())) {
+      throw std::runtime_error("inconsistent contents");
+    }
+    return folder;
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: unreadable image cache ({}); decoding again", path, e.what());
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
 ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing& preprocessing, bool labeled, OnBadImage on_bad,
-                              const std::vector<std::string>& classes) {
+                              const std::vector<std::string>& classes, const std::string& cache_dir) {
   if (!fs::is_directory(root)) throw InputError(root + ": no such folder");
   ImageFolder folder;
   std::vector<int64_t> labels;
@@ -144,6 +213,15 @@ ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing&
     folder.files = image_files_under(root);
   }
   if (folder.files.empty()) throw InputError(fmt::format("{}: no images (PNG, JPEG, BMP, PGM, PPM) in this folder", root));
+  std::string cache_path;
+  if (!cache_dir.empty()) {
+    cache_path = cache_file(cache_dir, folder.files, labels, folder.classes, preprocessing, on_bad);
+    if (auto cached = load_cache(cache_path)) {
+      spdlog::info("{}: {} decoded images from the cache {}", root, cached->images.size(0), cache_path);
+      for (const auto& skipped : cached->skipped) spdlog::warn("skipped {}", skipped);
+      return *cached;
+    }
+  }
 
   // Decode on every core; the calling thread reports progress.
   const int64_t count = static_cast<int64_t>(folder.files.size());
@@ -200,6 +278,13 @@ ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing&
   folder.images = torch::stack(kept);
   folder.files = std::move(kept_files);
   if (!kept_labels.empty()) folder.labels = torch::tensor(kept_labels, torch::kInt64);
+  if (!cache_path.empty()) {
+    try {
+      save_cache(cache_path, folder);
+    } catch (const std::exception& e) {  // a cache that cannot be written costs time, not the run
+      spdlog::warn("{}: cannot write the image cache ({})", cache_path, e.what());
+    }
+  }
   return folder;
 }
 

@@ -42,8 +42,12 @@ std::vector<std::string> find_classes(const std::string& root);
 /// `root`. Exit-2 errors (InputError) name the path: no images, an empty class folder, an image
 /// whose size or channels differ from the others' when the preprocessing does not make them agree,
 /// an undecodable file under OnBadImage::Error.
+/// With a `cache_dir`, the decoded folder is kept there in one file whose name is a hash of every
+/// file's path, size and modification time, the preprocessing and the labels: the next load of the
+/// same files reads it instead of decoding, and a changed, added or removed file makes a new one.
 ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing& preprocessing, bool labeled,
-                              OnBadImage on_bad, const std::vector<std::string>& classes = {});
+                              OnBadImage on_bad, const std::vector<std::string>& classes = {},
+                              const std::string& cache_dir = "");
 
 /// Decodes one image file with the preprocessing: uint8 [C, H, W]. InputError naming the file if it
 /// cannot be decoded.
