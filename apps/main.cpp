@@ -50,7 +50,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& assi
 void print_eval(const distillery::train::EvalResult& eval) {
   std::cout << fmt::format("test errors: {} of {} (accuracy {:.2f}%)\n", eval.errors, eval.count, 100.0 * eval.accuracy);
   std::cout << "per class errors:";
-  for (int64_t c = 0; c < eval.confusion.size(0); ++c) std::cout << fmt::format(" {}:{}", c, eval.class_errors(c));
+  for (int64_t c = 0; c < eval.confusion.size(0); ++c) {
+    const std::string name = c < static_cast<int64_t>(eval.classes.size()) ? eval.classes[c] : std::to_string(c);
+    std::cout << fmt::format(" {}:{}", name, eval.class_errors(c));
+  }
   std::cout << "\n";
 }
 

@@ -44,7 +44,9 @@ EvalResult score_logits(const torch::Tensor& logits, const torch::Tensor& labels
 }
 
 EvalResult evaluate(nn::ClassifierImpl& model, const data::Dataset& dataset, int64_t batch_size) {
-  return score_logits(predict_logits(model, dataset.images, batch_size), dataset.labels, model.num_classes());
+  auto result = score_logits(predict_logits(model, dataset.images, batch_size), dataset.labels, model.num_classes());
+  result.classes = dataset.classes;
+  return result;
 }
 
 }  // namespace distillery::train

@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string>
+#include <vector>
+
 #include "distillery/data/dataset.h"
 #include "distillery/nn/classifier.h"
 
@@ -14,6 +17,7 @@ struct EvalResult {
   int64_t errors = 0;
   double accuracy = 0.0;
   torch::Tensor confusion;  // [C, C] int64: row = true class, column = predicted class
+  std::vector<std::string> classes;  // the dataset's class names (empty: the digits 0-9)
 
   /// Errors among examples of class c.
   int64_t class_errors(int64_t c) const;
