@@ -43,6 +43,8 @@ const std::vector<KeySpec>& schema() {
       {"data.channels", Kind::Int, "0", 0, 3, "", "1 or 3: convert every image to gray or RGB (0: as the files are)"},
       {"data.resize", Kind::Int, "0", 0, 65536, "", "resize the shorter side to N pixels, bilinear (0: keep)"},
       {"data.crop", Kind::Int, "0", 0, 65536, "", "then crop an N x N square from the centre (0: no crop)"},
+      {"data.max_memory", Kind::Int, "0", 0, 1e9, "",
+       "MiB the decoded images of one folder may take; a larger folder is refused before decoding (0: half of RAM)"},
       {"data.cache", Kind::Bool, "true", 0, 0, "",
        "keep decoded image folders in the data cache folder (image-cache/), keyed by their files' paths, sizes and times"},
       {"data.on_bad_image", Kind::String, "skip", 0, 0, "skip|error",

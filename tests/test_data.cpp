@@ -634,6 +634,18 @@ TEST(ImageFolderTest, DecodedFoldersAreCachedUntilAFileChanges) {
   EXPECT_THAT(input_error_message(load), HasSubstr("a/1.png"));
 }
 
+// A folder larger than the memory allowed is refused before decoding, with the size it needs.
+TEST(ImageFolderTest, AFolderLargerThanMaxMemoryIsRefusedBeforeDecoding) {
+  TempDir dir;
+  for (int i = 0; i < 4; ++i) write_image(dir.file(fmt::format("a/{}.png", i)), random_pixels(3, 16, 16, 10 + i));
+  // 4 images of 3 x 16 x 16 bytes: 3,072 bytes.
+  EXPECT_EQ(data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Error, {}, "", 3072).images.size(0), 4);
+  EXPECT_THAT(input_error_message([&] {
+                data::load_image_folder(dir.path().string(), {}, true, data::OnBadImage::Error, {}, "", 3071);
+              }),
+              AllOf(HasSubstr("4 images of [3, 16, 16]"), HasSubstr("data.max_memory"), HasSubstr(dir.path().string())));
+}
+
 // A label outside 0-9 in an MNIST label file is refused when the data is loaded, naming the file
 // and the index, not at the first batch that holds it.
 TEST_F(DatasetTest, MnistLabelOutsideTheClassesIsRefusedAtLoad) {

@@ -191,7 +191,7 @@ std::optional<ImageFolder> load_cache(const std::string& path) {
 }  // namespace
 
 ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing& preprocessing, bool labeled, OnBadImage on_bad,
-                              const std::vector<std::string>& classes, const std::string& cache_dir) {
+                              const std::vector<std::string>& classes, const std::string& cache_dir, int64_t max_bytes) {
   if (!fs::is_directory(root)) throw InputError(root + ": no such folder");
   ImageFolder folder;
   std::vector<int64_t> labels;
@@ -223,8 +223,23 @@ ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing&
     }
   }
 
-  // Decode on every core; the calling thread reports progress.
   const int64_t count = static_cast<int64_t>(folder.files.size());
+  if (max_bytes > 0) {
+    torch::Tensor first;
+    try {
+      first = decode_image(folder.files.front(), preprocessing);
+    } catch (const InputError&) {
+      // An undecodable first file is handled with the others below.
+    }
+    const double needed = first.defined() ? static_cast<double>(first.numel()) * static_cast<double>(count) : 0.0;
+    if (needed > static_cast<double>(max_bytes)) {
+      throw InputError(fmt::format("{}: {} images of [{}] (channels, height, width) need {:.0f} MiB as uint8, more than "
+                                   "data.max_memory ({} MiB): set data.resize and data.crop smaller, or raise data.max_memory",
+                                   root, count, fmt::join(first.sizes(), ", "), needed / (1 << 20), max_bytes >> 20));
+    }
+  }
+
+  // Decode on every core; the calling thread reports progress.
   std::vector<torch::Tensor> decoded(count);
   std::vector<std::string> errors(count);
   std::atomic<int64_t> next{0}, done{0};

@@ -8,6 +8,8 @@
 #include <string>
 #include <thread>
 
+#include <unistd.h>
+
 #include "distillery/data/image_folder.h"
 #include "distillery/error.h"
 #include "distillery/nn/capsules.h"
@@ -38,6 +40,9 @@ void load_image_folders(const Config& config, RunData& run_data, data::Dataset& 
   const data::ImagePreprocessing preprocessing{channels, config.get_int("data.resize"), config.get_int("data.crop")};
   const auto on_bad = config.get_string("data.on_bad_image") == "error" ? data::OnBadImage::Error : data::OnBadImage::Skip;
   const std::string cache = config.get_bool("data.cache") ? data::resolve_data_dir(config.get_string("data.dir")) + "/image-cache" : "";
+  const int64_t max_memory = config.get_int("data.max_memory") > 0
+                                 ? config.get_int("data.max_memory") << 20
+                                 : static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGE_SIZE)) / 2;
   const bool split_layout = fs::is_directory(fs::path(root) / "train");
   const std::string train_root = split_layout ? (fs::path(root) / "train").string() : root;
   std::string test_root = config.get_string("data.test_path");
@@ -49,14 +54,14 @@ void load_image_folders(const Config& config, RunData& run_data, data::Dataset& 
   }
   const bool labeled = config.get_string("data.labels") != "none";
   if (labeled) {
-    full_train = as_dataset(data::load_image_folder(train_root, preprocessing, true, on_bad, {}, cache), run_data.skipped_images);
+    full_train = as_dataset(data::load_image_folder(train_root, preprocessing, true, on_bad, {}, cache, max_memory), run_data.skipped_images);
     if (full_train.classes.empty()) {
       throw InputError(fmt::format("{}: holds images but no class folders; for an unlabeled transfer set set data.labels: none", train_root));
     }
-    run_data.test = as_dataset(data::load_image_folder(test_root, preprocessing, true, on_bad, full_train.classes, cache), run_data.skipped_images);
+    run_data.test = as_dataset(data::load_image_folder(test_root, preprocessing, true, on_bad, full_train.classes, cache, max_memory), run_data.skipped_images);
   } else {
-    run_data.test = as_dataset(data::load_image_folder(test_root, preprocessing, true, on_bad, {}, cache), run_data.skipped_images);
-    full_train = as_dataset(data::load_image_folder(train_root, preprocessing, false, on_bad, {}, cache), run_data.skipped_images);
+    run_data.test = as_dataset(data::load_image_folder(test_root, preprocessing, true, on_bad, {}, cache, max_memory), run_data.skipped_images);
+    full_train = as_dataset(data::load_image_folder(train_root, preprocessing, false, on_bad, {}, cache, max_memory), run_data.skipped_images);
     full_train.classes = run_data.test.classes;
   }
   if (run_data.test.classes.empty()) throw InputError(test_root + ": the test folder needs class folders (ROOT/<class>/<image>)");
@@ -68,7 +73,7 @@ void load_image_folders(const Config& config, RunData& run_data, data::Dataset& 
   }
   const std::string validation_root = (fs::path(root) / "val").string();
   if (split_layout && fs::is_directory(validation_root)) {
-    run_data.validation = as_dataset(data::load_image_folder(validation_root, preprocessing, true, on_bad, full_train.classes, cache),
+    run_data.validation = as_dataset(data::load_image_folder(validation_root, preprocessing, true, on_bad, full_train.classes, cache, max_memory),
                                      run_data.skipped_images);
     has_validation_folder = true;
   }
@@ -152,7 +157,8 @@ namespace {
 
 // Keys that do not change what a run computes.
 bool affects_results(const std::string& key) {
-  return key.rfind("run.", 0) != 0 && key != "train.threads" && key != "data.dir" && key != "data.cache";
+  return key.rfind("run.", 0) != 0 && key != "train.threads" && key != "data.dir" && key != "data.cache" &&
+         key != "data.max_memory";
 }
 
 // Empty when the run folder's config.yaml matches `config` on every compared key; otherwise what

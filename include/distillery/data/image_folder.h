@@ -45,9 +45,11 @@ std::vector<std::string> find_classes(const std::string& root);
 /// With a `cache_dir`, the decoded folder is kept there in one file whose name is a hash of every
 /// file's path, size and modification time, the preprocessing and the labels: the next load of the
 /// same files reads it instead of decoding, and a changed, added or removed file makes a new one.
+/// With `max_bytes` > 0, a folder whose decoded images would take more (judged by its first image)
+/// is refused before decoding, with the size it would need.
 ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing& preprocessing, bool labeled,
                               OnBadImage on_bad, const std::vector<std::string>& classes = {},
-                              const std::string& cache_dir = "");
+                              const std::string& cache_dir = "", int64_t max_bytes = 0);
 
 /// Decodes one image file with the preprocessing: uint8 [C, H, W]. InputError naming the file if it
 /// cannot be decoded.
