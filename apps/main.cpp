@@ -309,7 +309,8 @@ int main(int argc, char** argv) {
                 << "weights:      " << distillery::train::weights_digest(*loaded.model) << "\n"
                 << "non-finite:   " << distillery::train::count_nonfinite(*loaded.model) << "\n";
     } else if (report->parsed()) {
-      std::cout << "wrote " << distillery::report::write_run_report(report_dir) << "\n";
+      const auto page = distillery::report::write_run_report(report_dir);  // first: it may throw
+      std::cout << "wrote " << page << "\n";
     } else if (compare->parsed()) {
       std::cout << distillery::report::compare_runs(compare_dirs);
     } else if (results->parsed()) {

@@ -14,7 +14,6 @@
 #include "distillery/report/image.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/results_page.h"
-#include "distillery/report/results_summary.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/run.h"
 
@@ -229,7 +228,7 @@ json run_hinton2015(const ExperimentOptions& options) {
         train_seconds / 60);
     const std::string paper_file = "docs/results/hinton2015.json";
     json paper_rows = json::array();
-    if (fs::exists(paper_file)) paper_rows = report::read_results_file(paper_file).value("rows", json::array());
+    if (fs::exists(paper_file)) paper_rows = report::read_json_file(paper_file).value("rows", json::array());
     std::cout << report::result_rows_beside_markdown(results.at("rows"), "paper", "ours, quick", paper_rows,
                                                      "ours, paper profile (" + paper_file + ")")
               << "\n";

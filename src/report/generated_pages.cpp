@@ -4,9 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "distillery/error.h"
 #include "distillery/report/config_reference.h"
@@ -33,13 +31,6 @@ YAML::Node required(const YAML::Node& node, const char* key, const std::string& 
   return node[key];
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::string marker(const std::string& edge, const std::string& block) {
   return fmt::format("<!-- {} generated {} -->", edge, block);
 }
@@ -55,7 +46,7 @@ std::vector<std::string> update_pages(const std::string& root, bool write) {
   for (const auto& page : generated_pages(root)) {
     if (!after.count(page.path)) {
       if (!page.block.empty() && !fs::exists(page.path)) throw InputError(page.path + ": not found (it holds a generated block)");
-      before[page.path] = after[page.path] = fs::exists(page.path) ? read_text(page.path) : "";
+      before[page.path] = after[page.path] = fs::exists(page.path) ? read_file_text(page.path) : "";
     }
     const std::string updated = apply_generated_page(page, after[page.path]);
     if (updated != after[page.path]) stale.push_back(describe(page));
@@ -79,7 +70,7 @@ std::vector<GeneratedPage> generated_pages(const std::string& root) {
 
   std::vector<nlohmann::json> results;
   for (const auto& name : required(summary, "results_page", summary_path).as<std::vector<std::string>>()) {
-    auto file = read_results_file(results_folder + "/" + name);
+    auto file = read_json_file(results_folder + "/" + name);
     file["results_file"] = "results/" + name;  // as linked from docs/RESULTS.md
     results.push_back(file);
   }

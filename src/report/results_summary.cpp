@@ -5,24 +5,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "distillery/error.h"
+#include "distillery/report/metrics.h"
 #include "distillery/report/results_page.h"
 
 namespace distillery::report {
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-json read_results_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": results file not found");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw InputError(path + ": not valid JSON: " + e.what());
-  }
-}
 
 namespace {
 
@@ -34,9 +24,10 @@ const json* find_row(const json& results, const std::string& id) {
   return nullptr;
 }
 
-std::string link(const std::string& file, const std::string& page_folder) {
+// A Markdown link to `file` from a page in `page_folder`, showing `text` (default: the file name).
+std::string link(const std::string& file, const std::string& page_folder, const std::string& text = "") {
   const std::string relative = fs::path(file).lexically_relative(page_folder).generic_string();
-  return fmt::format("[{}]({})", fs::path(file).filename().string(), relative);
+  return fmt::format("[{}]({})", text.empty() ? fs::path(file).filename().string() : text, relative);
 }
 
 std::string yaml_text(const YAML::Node& node, const char* key, const std::string& where) {
@@ -117,7 +108,7 @@ std::string render_headline_table(const YAML::Node& headlines, const std::string
     std::string links;
     for (const auto& name : files) {
       const std::string path = results_folder + "/" + name;
-      const json results = read_results_file(path);
+      const json results = read_json_file(path);
       const json* row = find_row(results, id);
       if (!row) throw InputError(fmt::format("{}: no row '{}' (asked by {})", path, id, where));
       unit_row = *row;
@@ -129,9 +120,7 @@ std::string render_headline_table(const YAML::Node& headlines, const std::string
       size_t common = 0;
       while (common < first.size() && common < own.size() && first[common] == own[common]) ++common;
       while (common > 0 && own[common - 1] != '-') --common;
-      const std::string text = links.empty() ? own : own.substr(common);
-      links += fmt::format("{}[{}]({})", links.empty() ? "" : ", ", text,
-                           fs::path(path).lexically_relative(page_folder).generic_string());
+      links += (links.empty() ? "" : ", ") + link(path, page_folder, links.empty() ? own : own.substr(common));
     }
     const std::string unit = unit_row.value("unit", "");
     paper = headline["paper"] ? json(headline["paper"].as<std::string>()) : unit_row.value("paper", json());
@@ -163,7 +152,7 @@ std::string render_headline_table(const YAML::Node& headlines, const std::string
 }
 
 std::string render_rows_table(const std::string& file, const std::vector<std::string>& ids, const std::string& page_folder) {
-  const json results = read_results_file(file);
+  const json results = read_json_file(file);
   std::string table = "| measurement | ours |\n| --- | ---: |\n";
   for (const auto& id : ids) {
     const json* row = find_row(results, id);
@@ -190,7 +179,7 @@ std::string render_explorations_index(const std::string& folder, const YAML::Nod
   }
   table += "\n" + rule + "\n";
   for (const auto& path : files) {
-    const json results = read_results_file(path);
+    const json results = read_json_file(path);
     const std::string date = results.value("date", "?").substr(0, 10);
     table += fmt::format("| {} | {} | {} |", link(path, page_folder), date, command_settings(results.value("command", "")));
     for (const auto& column : columns) {

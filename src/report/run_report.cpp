@@ -5,8 +5,6 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "distillery/error.h"
 #include "distillery/report/html.h"
@@ -21,20 +19,8 @@ namespace {
 
 json read_result(const std::string& run_dir) {
   const std::string path = run_dir + "/result.json";
-  std::ifstream in(path);
-  if (!in) throw InputError(run_dir + ": not a finished run folder (no result.json)");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw InputError(path + ": not valid JSON: " + e.what());
-  }
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  if (!fs::exists(path)) throw InputError(run_dir + ": not a finished run folder (no result.json)");
+  return read_json_file(path);
 }
 
 }  // namespace
@@ -88,7 +74,7 @@ std::string write_run_report(const std::string& run_dir) {
   }
   if (fs::exists(run_dir + "/config.yaml")) {
     page.heading("Config");
-    page.preformatted(read_text(run_dir + "/config.yaml"));
+    page.preformatted(read_file_text(run_dir + "/config.yaml"));
   }
   const std::string path = run_dir + "/report.html";
   page.save(path);

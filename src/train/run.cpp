@@ -30,7 +30,7 @@ data::Dataset as_dataset(data::ImageFolder folder, std::vector<std::string>& ski
 
 // data.dataset: folder. Splits from train/ val/ test/ when data.path has them; the test images
 // from data.test_path when given. An unlabeled training folder takes its classes from the test folder.
-void load_image_folders(const Config& config, RunData& run_data, data::Dataset& full_train, bool& has_validation_folder) {
+void load_image_folders(const Config& config, RunData& run_data, data::Dataset& full_train) {
   namespace fs = std::filesystem;
   const std::string root = config.get_string("data.path");
   if (root.empty()) throw InputError("data.dataset is folder but data.path is empty: set it to the folder of images");
@@ -65,7 +65,6 @@ void load_image_folders(const Config& config, RunData& run_data, data::Dataset& 
     full_train.classes = run_data.test.classes;
   }
   if (run_data.test.classes.empty()) throw InputError(test_root + ": the test folder needs class folders (ROOT/<class>/<image>)");
-  run_data.test.classes = full_train.classes;
   if (full_train.images.sizes().slice(1) != run_data.test.images.sizes().slice(1)) {
     throw InputError(fmt::format("{}: test images are [{}] but training images are [{}]: set data.resize / data.crop / data.channels",
                                  test_root, fmt::join(run_data.test.images.sizes().slice(1), ", "),
@@ -75,7 +74,6 @@ void load_image_folders(const Config& config, RunData& run_data, data::Dataset& 
   if (split_layout && fs::is_directory(validation_root)) {
     run_data.validation = as_dataset(data::load_image_folder(validation_root, preprocessing, true, on_bad, full_train.classes, cache, max_memory),
                                      run_data.skipped_images);
-    has_validation_folder = true;
   }
 }
 
@@ -85,9 +83,8 @@ RunData load_run_data(const Config& config) {
   const std::string dataset = config.get_string("data.dataset");
   RunData run_data;
   data::Dataset full_train;
-  bool has_validation_folder = false;
   if (dataset == "folder") {
-    load_image_folders(config, run_data, full_train, has_validation_folder);
+    load_image_folders(config, run_data, full_train);  // a val/ folder fills run_data.validation
   } else {
     const std::string data_dir = data::resolve_data_dir(config.get_string("data.dir"));
     full_train = data::load_dataset(dataset, "train", data_dir);
@@ -95,7 +92,7 @@ RunData load_run_data(const Config& config) {
   }
   full_train = full_train.head(config.get_int("data.train_limit"));
   run_data.test = run_data.test.head(config.get_int("data.test_limit"));
-  if (has_validation_folder) {
+  if (run_data.validation.size() > 0) {
     run_data.train = full_train;
   } else {
     std::tie(run_data.train, run_data.validation) =

@@ -24,4 +24,10 @@ std::vector<nlohmann::json> read_metrics(const std::string& path);
 /// Writes text to a file atomically (temporary file, then rename).
 void write_file_atomic(const std::string& path, const std::string& text);
 
+/// A whole file as text ("" if it cannot be read).
+std::string read_file_text(const std::string& path);
+
+/// A JSON file; InputError naming it when it is missing or not valid JSON.
+nlohmann::json read_json_file(const std::string& path);
+
 }  // namespace distillery::report

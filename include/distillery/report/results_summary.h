@@ -10,9 +10,6 @@
 
 namespace distillery::report {
 
-/// Reads a results file (JSON); a missing or malformed file is an InputError naming it.
-nlohmann::json read_results_file(const std::string& path);
-
 /// The headline table. `headlines` is a YAML list of {figure, file | files, row, paper?, at_most?,
 /// at_least?}; with several files the figure is their mean (and sd). Files are relative to
 /// `results_folder`, and named relative to `page_folder` in the table's links.
