@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cctype>
 #include <csignal>
 #include <cstring>
@@ -39,6 +40,26 @@ void request_stop(int) { stop_requested = true; }
 
 constexpr const char* kExitCodes =
     "\nExit codes: 0 success, 1 the run failed, 2 bad usage or bad input (data, config, checkpoint).";
+
+void print_data_summary(const nlohmann::json& summary) {
+  for (const auto& [split, part] : summary.at("splits").items()) {
+    std::cout << fmt::format("{:<11} {:>7} images [{}] {} ({:.1f} MiB)", split, part.at("images").get<int64_t>(),
+                             fmt::join(part.at("shape").get<std::vector<int64_t>>(), ", "), part.at("dtype").get<std::string>(),
+                             part.at("mib").get<double>());
+    if (part.at("unlabeled").get<int64_t>() > 0) std::cout << fmt::format(", {} unlabeled", part.at("unlabeled").get<int64_t>());
+    std::cout << "\n";
+    std::vector<std::string> counts;
+    for (const auto& [name, count] : part.at("per_class").items()) {
+      if (count.get<int64_t>() > 0) counts.push_back(fmt::format("{} {}", name, count.get<int64_t>()));
+    }
+    if (!counts.empty()) std::cout << "            " << fmt::format("{}", fmt::join(counts, ", ")) << "\n";
+  }
+  if (summary.contains("skipped_images")) {
+    std::cout << summary.at("skipped_images").at("count").get<int64_t>() << " files skipped as undecodable, e.g. "
+              << summary.at("skipped_images").at("files").at(0).get<std::string>() << "\n";
+  }
+  std::cout << fmt::format("loaded in {:.2f} s\n", summary.at("seconds").get<double>());
+}
 
 Config load_config(const std::string& path, const std::vector<std::string>& assignments, const std::string& data_dir) {
   Config config = path.empty() ? Config() : Config::load(path);
@@ -88,11 +109,13 @@ int main(int argc, char** argv) {
   train->footer("Config keys:\n" + Config::describe_keys() + kExitCodes);
 
   // eval
-  auto* eval = app.add_subcommand("eval", "evaluate a checkpoint on a dataset's test split");
-  std::string eval_checkpoint, eval_dataset = "mnist", eval_split = "test";
+  auto* eval = app.add_subcommand("eval", "evaluate a checkpoint on a dataset's test split, or on your labeled images");
+  std::string eval_checkpoint, eval_dataset = "mnist", eval_split = "test", eval_images;
   eval->add_option("--checkpoint", eval_checkpoint, "checkpoint.pt written by train or distill")->required();
   eval->add_option("--dataset", eval_dataset, "mnist | fashion-mnist");
   eval->add_option("--split", eval_split, "test | train");
+  eval->add_option("--images", eval_images,
+                   "instead: a labeled image folder (ROOT/<class>/<image>, decoded as the model was trained) or a tensor file");
 
   // distill
   auto* distill = app.add_subcommand("distill", "train a student on a teacher's soft targets");
@@ -164,6 +187,18 @@ int main(int argc, char** argv) {
   islands->add_option("--threshold", islands_threshold, "cosine that joins neighbouring patches when --objects is 0")
       ->check(CLI::Range(-1.0, 1.0));
   islands->add_option("--out", islands_out, "folder for <image>-islands.png: the input, then each level's islands");
+
+  // data
+  auto* data_command = app.add_subcommand(
+      "data", "load the data a config names, as a run would, and say what it is (images, shape, classes, skipped files); "
+              "--out writes it as tensor files");
+  std::string data_config, data_out;
+  std::vector<std::string> data_sets;
+  bool data_json = false;
+  data_command->add_option("--config", data_config, "YAML config (its data.* keys)")->check(CLI::ExistingFile);
+  data_command->add_option("--set", data_sets, "override a config key: --set data.path=photos (repeatable)");
+  data_command->add_option("--out", data_out, "folder for train.pt, validation.pt, test.pt (torch.load reads them)");
+  data_command->add_flag("--json", data_json, "print the summary as JSON");
 
   // inspect
   auto* inspect = app.add_subcommand("inspect", "print a checkpoint's architecture, step, size and weights digest");
@@ -300,6 +335,20 @@ int main(int argc, char** argv) {
         }
         std::cout << "  picture: " << image["picture"].get<std::string>() << "\n";
       }
+    } else if (data_command->parsed()) {
+      const auto config = load_config(data_config, data_sets, data_dir);
+      const auto started = std::chrono::steady_clock::now();
+      const auto run_data = distillery::train::load_run_data(config);
+      auto summary = distillery::train::describe_run_data(run_data);
+      summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (data_json) {
+        std::cout << summary.dump(2) << "\n";
+      } else {
+        print_data_summary(summary);
+      }
+      if (!data_out.empty()) {
+        for (const auto& path : distillery::train::write_run_data(run_data, data_out)) std::cout << "wrote " << path << "\n";
+      }
     } else if (inspect->parsed()) {
       const auto loaded = distillery::train::load_model(inspect_checkpoint);
       std::cout << "checkpoint:   " << inspect_checkpoint << "\n"
@@ -326,16 +375,23 @@ int main(int argc, char** argv) {
       }
     } else if (eval->parsed()) {
       auto loaded = distillery::train::load_model(eval_checkpoint);
-      if (loaded.meta.spec.folder_input) {
-        throw distillery::InputError(eval_checkpoint + ": trained on an image folder; distillery eval scores MNIST and "
-                                     "Fashion-MNIST only (the run's result.json holds its test folder's score)");
+      distillery::data::Dataset dataset;
+      if (!eval_images.empty()) {
+        dataset = distillery::train::load_labeled_images(eval_images, loaded.meta.spec);
+      } else {
+        dataset = distillery::data::load_dataset(eval_dataset, eval_split, distillery::data::resolve_data_dir(data_dir));
+        distillery::train::require_model_input(dataset, loaded.meta.spec, eval_dataset + " (set --images for the model's own kind of images)");
+        dataset.classes = loaded.meta.spec.classes;
       }
-      const auto dataset = distillery::data::load_dataset(eval_dataset, eval_split, distillery::data::resolve_data_dir(data_dir));
       print_eval(distillery::train::evaluate(*loaded.model, dataset));
     }
   } catch (const distillery::InputError& e) {
     spdlog::error("{}", e.what());
     return 2;
+  } catch (const c10::Error& e) {  // LibTorch's own: never its backtrace
+    const auto explained = distillery::explain_library_error(e.what_without_backtrace());
+    spdlog::error("{}", explained.text);
+    return explained.input_error ? 2 : 1;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;

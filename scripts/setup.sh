@@ -7,6 +7,7 @@ packages=(cmake g++ make libtorch-dev libopenblas0-pthread libgloo-dev libyaml-c
           libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libstb-dev zlib1g-dev
           libgtest-dev libbenchmark-dev python3-torch
           python3-torchvision        # the image-folder test against torchvision's ImageFolder
+          dataset-fashion-mnist      # Fashion-MNIST, and the colour image folder made from it
           chromium fonts-dejavu-core  # the report.html test in a browser
           clang libclang-rt-14-dev)   # sanitizers and libFuzzer
 missing=()

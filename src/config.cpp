@@ -13,7 +13,7 @@
 namespace distillery {
 namespace {
 
-enum class Kind { Int, Double, Bool, String, IntList, StringList };
+enum class Kind { Int, Double, Bool, String, IntList, DoubleList, StringList };
 
 struct KeySpec {
   const char* key;
@@ -34,10 +34,12 @@ const std::vector<KeySpec>& schema() {
       {"run.dir", Kind::String, "runs", 0, 0, "", "folder that holds run folders"},
       {"run.resume", Kind::Bool, "true", 0, 0, "", "resume from the run folder's checkpoint if there is one"},
       {"run.log_every_seconds", Kind::Double, "10", 0, kInf, "", "interval of plain progress lines when not on a terminal"},
-      {"data.dataset", Kind::String, "mnist", 0, 0, "mnist|fashion-mnist|folder", "dataset (folder: your images, data.path)"},
+      {"data.dataset", Kind::String, "mnist", 0, 0, "mnist|fashion-mnist|folder|tensors",
+       "dataset (folder: your images under data.path; tensors: a file of tensors at data.path)"},
       {"data.path", Kind::String, "\"\"", 0, 0, "",
-       "folder of images: ROOT/<class>/<image>, or ROOT/train/<class>/... with val/ and test/ beside it"},
-      {"data.test_path", Kind::String, "\"\"", 0, 0, "", "labeled folder of test images (default: data.path/test)"},
+       "folder of images: ROOT/<class>/<image>, or ROOT/train/<class>/... with val/ and test/ beside it; "
+       "or (tensors) a torch.save'd dict {images: [N, C, H, W] uint8 or float, labels: [N] or None, classes: names}"},
+      {"data.test_path", Kind::String, "\"\"", 0, 0, "", "labeled test images: a folder (default: data.path/test), or a tensor file"},
       {"data.labels", Kind::String, "auto", 0, 0, "auto|none",
        "none: the training images are an unlabeled transfer set (their labels are never read)"},
       {"data.channels", Kind::Int, "0", 0, 3, "", "1 or 3: convert every image to gray or RGB (0: as the files are)"},
@@ -55,7 +57,13 @@ const std::vector<KeySpec>& schema() {
       {"data.validation", Kind::Int, "0", 0, kInf, "", "training images held out for validation (seeded)"},
       {"data.keep_classes", Kind::IntList, "[]", 0, 9999, "", "train only on these classes (empty: all)"},
       {"data.omit_classes", Kind::IntList, "[]", 0, 9999, "", "leave these classes out of training"},
-      {"data.jitter", Kind::Int, "0", 0, 16, "", "random shifts of up to N pixels on training batches"},
+      {"data.jitter", Kind::Int, "0", 0, 16, "",
+       "random shifts of up to N pixels on training batches, zero-filled (torchvision's RandomCrop(size, padding=N))"},
+      {"data.flip", Kind::Bool, "false", 0, 0, "", "mirror half of the training images left-right, at random (off: digits must not flip)"},
+      {"data.normalize", Kind::String, "none", 0, 0, "none|train|given",
+       "per-channel (x - mean) / std inside the model, so eval and predict repeat it: train: measured on the training split; given: data.mean, data.std"},
+      {"data.mean", Kind::DoubleList, "[]", -1e6, 1e6, "", "with data.normalize: given: per-channel means of pixels in [0, 1] (one value, or one per channel)"},
+      {"data.std", Kind::DoubleList, "[]", 1e-6, 1e6, "", "with data.normalize: given: per-channel standard deviations"},
       {"model.kind", Kind::String, "mlp", 0, 0, "mlp|convnet|capsnet|capsnet-cnn", "architecture"},
       {"model.hidden", Kind::IntList, "[1200, 1200]", 1, 1e6, "", "hidden layer sizes (convnet: one fully connected size)"},
       {"model.channels", Kind::IntList, "[32, 64]", 1, 1e5, "", "convnet channel counts"},
@@ -203,6 +211,7 @@ const char* kind_name(Kind kind) {
     case Kind::Bool: return "true/false";
     case Kind::String: return "text";
     case Kind::IntList: return "list of integers";
+    case Kind::DoubleList: return "list of numbers";
     case Kind::StringList: return "list of text";
   }
   return "?";
@@ -265,6 +274,15 @@ void validate(const KeySpec& spec, const YAML::Node& node, const std::string& so
           int64_t v;
           if (!item.IsScalar() || !YAML::convert<int64_t>::decode(item, v)) throw wrong_type();
           check_number(spec, static_cast<double>(v), source);
+        }
+        break;
+      }
+      case Kind::DoubleList: {
+        if (!node.IsSequence()) throw wrong_type();
+        for (const auto& item : node) {
+          double v;
+          if (!item.IsScalar() || !YAML::convert<double>::decode(item, v)) throw wrong_type();
+          check_number(spec, v, source);
         }
         break;
       }
@@ -377,6 +395,9 @@ std::string Config::get_string(const std::string& key) const { return value(key)
 std::vector<int64_t> Config::get_int_list(const std::string& key) const {
   return value(key).as<std::vector<int64_t>>();
 }
+std::vector<double> Config::get_double_list(const std::string& key) const {
+  return value(key).as<std::vector<double>>();
+}
 std::vector<std::string> Config::get_string_list(const std::string& key) const {
   return value(key).as<std::vector<std::string>>();
 }
@@ -392,6 +413,7 @@ std::vector<Config::Difference> Config::differences(const Config& other) const {
       case Kind::Bool: same = get_bool(key) == other.get_bool(key); break;
       case Kind::String: same = get_string(key) == other.get_string(key); break;
       case Kind::IntList: same = get_int_list(key) == other.get_int_list(key); break;
+      case Kind::DoubleList: same = get_double_list(key) == other.get_double_list(key); break;
       case Kind::StringList: same = get_string_list(key) == other.get_string_list(key); break;
     }
     if (!same) out.push_back({key, show(value(key)), show(other.value(key))});
@@ -432,7 +454,7 @@ std::string describe_range(const KeySpec& spec) {
   const auto number = [&](double v) { return spec.kind == Kind::Double ? fmt::format("{:g}", v) : fmt::format("{:.0f}", v); };
   const std::string bounds =
       spec.max == kInf ? fmt::format("at least {}", number(spec.min)) : fmt::format("{} to {}", number(spec.min), number(spec.max));
-  return spec.kind == Kind::IntList ? "each " + bounds : bounds;
+  return spec.kind == Kind::IntList || spec.kind == Kind::DoubleList ? "each " + bounds : bounds;
 }
 }  // namespace
 

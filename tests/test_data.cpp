@@ -6,6 +6,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "distillery/data/dataset.h"
 #include "distillery/data/idx.h"
 #include "distillery/data/image_folder.h"
+#include "distillery/data/tensor_file.h"
 #include "distillery/report/image.h"
 #include "distillery/error.h"
 #include "test_support.h"
@@ -502,6 +504,78 @@ TEST_F(AugmentTest, ShiftIdsAreUniqueAndInRange) {
     EXPECT_EQ(as_set(ids).size(), static_cast<size_t>(side * side));
   }
   EXPECT_EQ(data::shift_ids(shifts_of({{0, 0}}), 1).item<int64_t>(), 4);  // the centre of 3x3
+}
+
+// Flips mirror about half the images left-right and name each image's view: shift id times two
+// plus the flip, drawn after the shifts from the same generator, so a step's batch repeats exactly.
+TEST_F(AugmentTest, FlipsMirrorHalfTheImagesAndNameTheirViews) {
+  const auto images = torch::rand({64, 2, 5, 5});
+  const data::Augmentation augmentation{1, true};
+  EXPECT_EQ(augmentation.view_count(), 18);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(11);
+  const auto out = data::augment(images, augmentation, generator);
+  auto replay = at::make_generator<at::CPUGeneratorImpl>(11);
+  const auto shifts = data::random_shifts(64, 1, replay);
+  const auto flips = torch::randint(0, 2, {64}, replay, torch::kInt64);
+  const auto shifted = data::shift_images(images, shifts, 1);
+  EXPECT_TRUE(torch::equal(out.views, data::shift_ids(shifts, 1) * 2 + flips));
+  int64_t flipped = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    const bool flip = flips[i].item<int64_t>() == 1;
+    flipped += flip;
+    EXPECT_TRUE(torch::equal(out.images[i], flip ? shifted[i].flip({2}) : shifted[i])) << i;
+  }
+  EXPECT_GT(flipped, 16);
+  EXPECT_LT(flipped, 48);
+  EXPECT_EQ(out.views.min().item<int64_t>() >= 0 && out.views.max().item<int64_t>() < 18, true);
+
+  // Flips alone: views 0 and 1; no augmentation: the images themselves, all view 0.
+  auto flip_only = at::make_generator<at::CPUGeneratorImpl>(3);
+  EXPECT_EQ(as_set(data::augment(images, {0, true}, flip_only).views), (std::set<int64_t>{0, 1}));
+  auto none = at::make_generator<at::CPUGeneratorImpl>(3);
+  const auto unchanged = data::augment(images, {}, none);
+  EXPECT_TRUE(torch::equal(unchanged.images, images));
+  EXPECT_EQ(as_set(unchanged.views), (std::set<int64_t>{0}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor files
+
+TEST(TensorFileTest, WhatIsWrittenIsReadBack) {
+  TempDir dir;
+  const auto images = torch::randint(0, 256, {6, 3, 4, 4}, torch::kUInt8);
+  const auto labels = torch::tensor({0, 2, 1, 1, 0, 2}, torch::kInt64);
+  data::write_tensor_file(dir.file("set.pt"), {images, labels, {"cat", "dog", "emu"}, {}, {}});
+  const auto back = data::read_tensor_file(dir.file("set.pt"));
+  EXPECT_TRUE(torch::equal(back.images, images));
+  EXPECT_TRUE(torch::equal(back.labels, labels));
+  EXPECT_EQ(back.classes, (std::vector<std::string>{"cat", "dog", "emu"}));
+
+  // Unlabeled, gray [N, H, W] float: a channel is added, the labels stay undefined.
+  data::write_tensor_file(dir.file("gray.pt"), {torch::rand({5, 7, 7}, torch::kFloat64), {}, {}, {}, {}});
+  const auto gray = data::read_tensor_file(dir.file("gray.pt"));
+  EXPECT_EQ(gray.images.sizes(), (std::vector<int64_t>{5, 1, 7, 7}));
+  EXPECT_EQ(gray.images.scalar_type(), torch::kFloat32);
+  EXPECT_FALSE(gray.labels.defined());
+}
+
+TEST(TensorFileTest, BadFilesAreNamedWithWhatIsWrong) {
+  TempDir dir;
+  const auto error_for = [&](const data::TensorFile& contents) {
+    data::write_tensor_file(dir.file("bad.pt"), contents);
+    return input_error_message([&] { data::read_tensor_file(dir.file("bad.pt")); });
+  };
+  const auto images = torch::zeros({4, 1, 3, 3}, torch::kUInt8);
+  EXPECT_THAT(error_for({torch::zeros({4}), {}, {}, {}, {}}), AllOf(HasSubstr("bad.pt"), HasSubstr("'images' must be [N, C, H, W]")));
+  EXPECT_THAT(error_for({images.to(torch::kInt32), {}, {}, {}, {}}), HasSubstr("uint8 (0-255) or float"));
+  EXPECT_THAT(error_for({torch::full({2, 1, 2, 2}, std::nan("")), {}, {}, {}, {}}), HasSubstr("NaN"));
+  EXPECT_THAT(error_for({images, torch::zeros({3}, torch::kInt64), {}, {}, {}}), HasSubstr("'labels' must be [4]"));
+  EXPECT_THAT(error_for({images, torch::zeros({4}), {}, {}, {}}), HasSubstr("'labels' must hold integers"));
+  EXPECT_THAT(error_for({images, torch::tensor({0, 1, 2, 1}), {"a", "b"}, {}, {}}), HasSubstr("label 2 at index 2 is outside the classes 0-1"));
+  write_bytes(dir.file("text.pt"), "not a zip");
+  EXPECT_THAT(input_error_message([&] { data::read_tensor_file(dir.file("text.pt")); }),
+              AllOf(HasSubstr("text.pt"), HasSubstr("not a file written by torch.save")));
+  EXPECT_THAT(input_error_message([&] { data::read_tensor_file(dir.file("missing.pt")); }), HasSubstr("no such file"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@
 #include "distillery/data/augment.h"
 #include "distillery/data/dataset.h"
 #include "distillery/data/image_folder.h"
+#include "distillery/data/tensor_file.h"
 #include "distillery/distill/bias_adjustment.h"
 #include "distillery/distill/codistill.h"
 #include "distillery/distill/distiller.h"
@@ -35,6 +36,7 @@
 #include "distillery/distill/teacher_cache.h"
 #include "distillery/error.h"
 #include "distillery/experiments/hinton2015.h"
+#include "distillery/nn/input_normalization.h"
 #include "distillery/nn/mlp.h"
 #include "distillery/nn/model_spec.h"
 #include "distillery/report/generated_pages.h"
@@ -317,7 +319,7 @@ TEST_F(TeacherTest, TeacherWeightsDoNotChangeWhileDistilling) {
   options.jitter = 1;
   options.log_every_seconds = 1e9;
   const auto loss_options = distill::SoftTargetLossOptions().temperature(4);
-  distill::TeacherCache cache(teacher, loss_options.temperature(), train_set.size(), options.jitter);
+  distill::TeacherCache cache(teacher, loss_options.temperature(), train_set.size(), data::Augmentation{options.jitter}.view_count());
   for (distill::TeacherCache* maybe_cache : {static_cast<distill::TeacherCache*>(nullptr), &cache}) {
     const auto result = train::fit(*student, student_spec, train_set, nullptr,
                                    distill::make_distillation_objective(teacher, maybe_cache, loss_options), options);
@@ -339,11 +341,11 @@ TEST_F(TeacherTest, DistillationObjectiveIsTheSoftTargetLossOnTheTeachersOutputs
   batch.images = torch::rand({6, 1, 28, 28});
   batch.labels = torch::randint(0, 10, {6}, torch::kInt64);
   batch.indices = torch::arange(6, torch::kInt64);
-  batch.shifts = torch::zeros({6, 2}, torch::kInt64);
+  batch.views = torch::zeros({6}, torch::kInt64);
   const auto student_logits = torch::randn({6, 10});
   const auto options = distill::SoftTargetLossOptions().temperature(2.5).hard_weight(0.5);
   const auto expected = distill::soft_target_loss(student_logits, teacher.logits(batch.images), batch.labels, options);
-  distill::TeacherCache cache(teacher, options.temperature(), 6, 0);
+  distill::TeacherCache cache(teacher, options.temperature(), 6, 1);
   const auto direct = distill::make_distillation_objective(teacher, nullptr, options)(batch, student_logits);
   const auto cached = distill::make_distillation_objective(teacher, &cache, options)(batch, student_logits);
   EXPECT_NEAR(direct.item<double>(), expected.item<double>(), 1e-5);
@@ -541,12 +543,12 @@ TEST_F(TeacherCacheTest, TeacherRunsOncePerImageAndShift) {
   const double t = 3.0;
   const auto dataset = torch::rand({n, 1, 28, 28});
   CountingTeacher teacher(10);
-  distill::TeacherCache cache(teacher, t, n, max_shift);
+  distill::TeacherCache cache(teacher, t, n, data::Augmentation{max_shift}.view_count());
   auto batch = [&](std::vector<int64_t> idx, std::vector<int64_t> shift_pairs) {
     const auto indices = torch::tensor(idx, torch::kInt64);
     const auto shifts = torch::tensor(shift_pairs, torch::kInt64).view({-1, 2});
     const auto images = data::shift_images(dataset.index_select(0, indices), shifts, max_shift);
-    const auto targets = cache.soft_targets(images, indices, shifts);
+    const auto targets = cache.soft_targets(images, indices, data::shift_ids(shifts, max_shift));
     EXPECT_TRUE(torch::allclose(targets, torch::softmax(teacher.reference_logits(images) / t, 1), 1e-6, 1e-7))
         << "targets of a batch differ from the teacher's";
     return targets;
@@ -586,16 +588,16 @@ TEST_F(TeacherCacheTest, LookAheadRunsTheTeacherOncePerChunkOfBatchesWithTheSame
   const double t = 3.0;
   CountingTeacher per_batch_teacher(10);
   CountingTeacher ahead_teacher = per_batch_teacher;  // the same weights, its own counts
-  distill::TeacherCache per_batch(per_batch_teacher, t, train_set.size(), 1);
-  distill::TeacherCache ahead(ahead_teacher, t, train_set.size(), 1);
-  ahead.look_ahead(train::BatchStream(train_set, 50, 1, 7), 3);
-  train::BatchStream trainer_stream(train_set, 50, 1, 7);
+  distill::TeacherCache per_batch(per_batch_teacher, t, train_set.size(), data::Augmentation{1}.view_count());
+  distill::TeacherCache ahead(ahead_teacher, t, train_set.size(), data::Augmentation{1}.view_count());
+  ahead.look_ahead(train::BatchStream(train_set, 50, {1}, 7), 3);
+  train::BatchStream trainer_stream(train_set, 50, {1}, 7);
   for (int64_t step = 0; step < 9; ++step) {
     const auto batch = trainer_stream.batch(step);
     ASSERT_EQ(batch.step, step);
     ahead.fill_ahead(batch.step);
-    const auto expected = per_batch.soft_targets(batch.images, batch.indices, batch.shifts);
-    const auto got = ahead.soft_targets(batch.images, batch.indices, batch.shifts);
+    const auto expected = per_batch.soft_targets(batch.images, batch.indices, batch.views);
+    const auto got = ahead.soft_targets(batch.images, batch.indices, batch.views);
     // Products of 150 rows and of 50 may round differently; a row of another input would differ by far more.
     EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6))
         << "step " << step << ": largest difference " << (got - expected).abs().max().item<double>();
@@ -608,11 +610,11 @@ TEST_F(TeacherCacheTest, LookAheadRunsTheTeacherOncePerChunkOfBatchesWithTheSame
 
   // A batch not drawn from a stream (step -1) is filled on its own, as without look-ahead.
   const auto indices = torch::tensor({0, 1}, torch::kInt64);
-  const auto shifts = torch::zeros({2, 2}, torch::kInt64);
+  const auto views = torch::zeros({2}, torch::kInt64);
   ahead.fill_ahead(-1);
   EXPECT_EQ(ahead_teacher.calls_, 3);
   const auto images = train_set.images.index_select(0, indices);
-  EXPECT_TRUE(torch::allclose(ahead.soft_targets(images, indices, shifts),
+  EXPECT_TRUE(torch::allclose(ahead.soft_targets(images, indices, views),
                               torch::softmax(ahead_teacher.reference_logits(images) / t, 1), 1e-5, 1e-6));
 }
 
@@ -852,6 +854,73 @@ TEST_F(DistillRunTest, ImageFolderTrainsPredictsAndServesAsAnUnlabeledTransferSe
   EXPECT_THAT(input_error_message([&] { train::run_training(student_config); }), HasSubstr("data.labels is none"));
 }
 
+// Tensor files as training, test and unlabeled transfer sets; normalisation measured on the
+// training split and kept in the checkpoint; flips; eval of a tensor file scores as the run did.
+TEST_F(DistillRunTest, TensorFilesTrainWithNormalizationAndFlipsAndEvalScoresThem) {
+  DISTILLERY_REQUIRE_MNIST();
+  const auto mnist = data::load_dataset("mnist", "train", data::resolve_data_dir());
+  const auto as_bytes = [&](int64_t begin, int64_t end) { return mnist.images.slice(0, begin, end).mul(255).round().to(torch::kUInt8); };
+  const std::vector<std::string> words = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
+  TempDir files, runs;
+  data::write_tensor_file(files.file("train.pt"), {as_bytes(0, 2000), mnist.labels.slice(0, 0, 2000), words, {}, {}});
+  data::write_tensor_file(files.file("test.pt"), {as_bytes(50000, 50500), mnist.labels.slice(0, 50000, 50500), words, {}, {}});
+  data::write_tensor_file(files.file("unlabeled.pt"), {as_bytes(10000, 12000), {}, {}, {}, {}});
+
+  auto teacher_config = Config::parse(run_yaml(runs.path().string(), "teacher", "[256, 256]", 4, 0.1), "teacher");
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"data.dataset", "tensors"}, {"data.path", files.file("train.pt")}, {"data.test_path", files.file("test.pt")},
+           {"data.test_limit", "0"}, {"data.normalize", "train"}, {"data.flip", "true"}, {"data.jitter", "1"}}) {
+    teacher_config.set(key, value);
+  }
+  const auto teacher = train::run_training(teacher_config);
+  EXPECT_EQ(teacher.test.count, 500);
+  EXPECT_GE(teacher.test.accuracy, 0.8) << teacher.test.errors << " errors";
+  const auto loaded = train::load_model(teacher.run_dir + "/checkpoint.pt");
+  ASSERT_EQ(loaded.meta.spec.input_mean.size(), 1u);
+  EXPECT_NEAR(loaded.meta.spec.input_mean[0], 0.13, 0.01);  // MNIST's familiar 0.1307 and 0.3081
+  EXPECT_NEAR(loaded.meta.spec.input_std[0], 0.31, 0.01);
+  EXPECT_EQ(loaded.meta.spec.classes, words);
+  const auto scored = train::evaluate(*loaded.model, train::load_labeled_images(files.file("test.pt"), loaded.meta.spec));
+  EXPECT_EQ(scored.errors, teacher.test.errors) << "eval of the test file scores the checkpoint as the run did";
+  // Normalisation lives in the model: the same weights without it score differently.
+  auto bare_spec = loaded.meta.spec;
+  bare_spec.input_mean.clear(), bare_spec.input_std.clear();
+  auto bare = nn::make_model(bare_spec);
+  auto normalized = std::dynamic_pointer_cast<nn::InputNormalizationImpl>(loaded.model);
+  ASSERT_NE(normalized, nullptr);
+  {
+    torch::NoGradGuard no_grad;
+    const auto probe = torch::rand({4, 1, 28, 28});
+    const auto mean = loaded.meta.spec.input_mean[0], std = loaded.meta.spec.input_std[0];
+    const auto core_params = normalized->core().parameters();
+    const auto bare_params = bare->parameters();
+    for (size_t i = 0; i < bare_params.size(); ++i) bare_params[i].copy_(core_params[i]);
+    bare->eval(), loaded.model->eval();
+    EXPECT_TRUE(torch::allclose(loaded.model->forward(probe), bare->forward((probe - mean) / std), 1e-4, 1e-5));
+  }
+
+  // Distilled on the unlabeled file (its labels are None) with flips: the teacher cache keys views.
+  auto student_config = Config::parse(run_yaml(runs.path().string(), "student", "[64, 64]", 4, 0.05), "student");
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"data.dataset", "tensors"}, {"data.path", files.file("unlabeled.pt")}, {"data.test_path", files.file("test.pt")},
+           {"data.labels", "none"}, {"data.test_limit", "0"}, {"distill.temperature", "4"}, {"data.flip", "true"},
+           {"distill.teachers", "[" + teacher.run_dir + "/checkpoint.pt]"}}) {
+    student_config.set(key, value);
+  }
+  const auto student = distill::run_distillation(student_config);
+  EXPECT_GE(student.test.accuracy, 0.75) << student.test.errors << " errors";
+  auto unlabeled_auto = student_config;
+  unlabeled_auto.set("data.labels", "auto");
+  EXPECT_THAT(input_error_message([&] { distill::run_distillation(unlabeled_auto); }),
+              AllOf(HasSubstr("unlabeled.pt"), HasSubstr("data.labels: none")));
+  auto wrong_mean = teacher_config;
+  wrong_mean.set("name", "wrong-mean");
+  wrong_mean.set("data.normalize", "given");
+  wrong_mean.set("data.mean", "[0.1, 0.2]");
+  wrong_mean.set("data.std", "[0.3]");
+  EXPECT_THAT(input_error_message([&] { train::run_training(wrong_mean); }), HasSubstr("data.mean: 2 values for images of 1 channels"));
+}
+
 // The same folder read by torchvision's ImageFolder with Resize(24) and CenterCrop(24), as a PyTorch
 // user would (tests/torchvision_folder.py): the same classes, files and labels, and pixels within
 // one grey level (PIL resamples in fixed point, LibTorch in float; both antialiased bilinear).
@@ -872,8 +941,12 @@ TEST_F(DistillRunTest, ImageFolderAgreesWithTorchvision) {
       report::write_png(path, channels == 1 ? pixels[0].to(torch::kFloat32).div(255) : pixels.to(torch::kFloat32).div(255));
     }
   }
-  const std::string command = fmt::format("/usr/bin/python3 '{}/tests/torchvision_folder.py' '{}' '{}' 24 24", DISTILLERY_SOURCE_DIR,
-                                          folder.path().string(), out.path().string());
+  // distillery's decoded-folder cache is a tensor file: the script reads it back with torch.load.
+  TempDir cache;
+  const auto ours = data::load_image_folder(folder.path().string(), {3, 24, 24}, true, data::OnBadImage::Error, {}, cache.path().string());
+  const std::string cache_file = fs::directory_iterator(cache.path())->path().string();
+  const std::string command = fmt::format("/usr/bin/python3 '{}/tests/torchvision_folder.py' '{}' '{}' 24 24 '{}'", DISTILLERY_SOURCE_DIR,
+                                          folder.path().string(), out.path().string(), cache_file);
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   const auto lines = [&](const std::string& name) {
     std::vector<std::string> result;
@@ -882,7 +955,6 @@ TEST_F(DistillRunTest, ImageFolderAgreesWithTorchvision) {
     return result;
   };
 
-  const auto ours = data::load_image_folder(folder.path().string(), {3, 24, 24}, true, data::OnBadImage::Error);
   EXPECT_EQ(ours.classes, lines("classes.txt"));
   EXPECT_EQ(ours.files, lines("files.txt"));
   std::vector<int64_t> labels;
@@ -896,6 +968,33 @@ TEST_F(DistillRunTest, ImageFolderAgreesWithTorchvision) {
   EXPECT_LE(difference.max().item<int32_t>(), 1) << "pixels further apart than one grey level";
   // Where both antialias the same image, most pixels agree exactly.
   EXPECT_GT((difference == 0).to(torch::kFloat32).mean().item<double>(), 0.7);
+
+  // data.normalize: train measures what a user computes for transforms.Normalize.
+  std::istringstream stats_text(read_bytes(out.file("stats.txt")));
+  std::vector<double> stats;
+  for (double v; stats_text >> v;) stats.push_back(v);
+  const auto [mean, std] = nn::channel_statistics(ours.images);
+  ASSERT_EQ(stats.size(), 6u);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(mean[c], stats[c], 2e-3) << "channel " << c;  // pixels may differ by one grey level
+    EXPECT_NEAR(std[c], stats[3 + c], 2e-3) << "channel " << c;
+  }
+
+  // Tensor files both ways: Python's torch.save read here, ours read by torch.load.
+  const auto from_python = data::read_tensor_file(out.file("tensors.pt"));
+  EXPECT_TRUE(torch::equal(from_python.images.to(torch::kInt32), theirs));
+  EXPECT_TRUE(torch::equal(from_python.labels, ours.labels));
+  EXPECT_EQ(from_python.classes, ours.classes);
+  const auto loaded = lines("loaded.txt");
+  ASSERT_GE(loaded.size(), 3u);
+  EXPECT_EQ(loaded[0], fmt::format("{}", fmt::join(ours.images.sizes(), " ")));
+  EXPECT_EQ(loaded[1], std::to_string(ours.images.to(torch::kInt64).sum().item<int64_t>()));
+  EXPECT_EQ(loaded[2], fmt::format("{}", fmt::join(std::vector<int64_t>(ours.labels.data_ptr<int64_t>(),
+                                                                         ours.labels.data_ptr<int64_t>() + ours.labels.numel()), " ")));
+  EXPECT_EQ(std::vector<std::string>(loaded.begin() + 3, loaded.end()), ours.classes);
+  EXPECT_THAT(input_error_message([&] { data::read_tensor_file(out.file("one_entry.pt")); }),
+              AllOf(HasSubstr("one_entry.pt"), HasSubstr("a dict of one entry"), HasSubstr("\"labels\": None")));
+  EXPECT_THAT(input_error_message([&] { data::read_tensor_file(out.file("list.pt")); }), AllOf(HasSubstr("list.pt"), HasSubstr("expected a dict")));
 }
 
 TEST_F(DistillRunTest, Hinton2015SmokeProfileRunsAndResumes) {

@@ -29,6 +29,7 @@ class Config {
   bool get_bool(const std::string& key) const;
   std::string get_string(const std::string& key) const;
   std::vector<int64_t> get_int_list(const std::string& key) const;
+  std::vector<double> get_double_list(const std::string& key) const;
   std::vector<std::string> get_string_list(const std::string& key) const;
 
   /// Whether the key was given (in the file or with set) rather than left at its default.

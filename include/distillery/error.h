@@ -12,3 +12,17 @@ class InputError : public std::runtime_error {
 };
 
 }  // namespace distillery
+
+namespace distillery {
+
+/// What the user is told about an error LibTorch raised, from its message without the backtrace.
+struct LibraryErrorMessage {
+  std::string text;  ///< one line
+  bool input_error;  ///< the config asked for too much (exit 2), rather than a failure of the run
+};
+
+/// A failed allocation becomes one line saying how much was asked for and which config keys set
+/// it; anything else, the message's first line.
+LibraryErrorMessage explain_library_error(const std::string& message);
+
+}  // namespace distillery

@@ -75,4 +75,24 @@ torch::Tensor shift_ids(const torch::Tensor& shifts, int64_t max_shift) {
   return (shifts.select(1, 0) + max_shift) * side + (shifts.select(1, 1) + max_shift);
 }
 
+AugmentedImages augment(const torch::Tensor& images, const Augmentation& augmentation, torch::Generator& generator) {
+  const int64_t batch = images.size(0);
+  AugmentedImages out{images, torch::zeros({batch}, torch::kInt64)};
+  if (augmentation.jitter > 0) {
+    const auto shifts = random_shifts(batch, augmentation.jitter, generator);
+    out.images = shift_images(images, shifts, augmentation.jitter);
+    out.views = shift_ids(shifts, augmentation.jitter);
+  }
+  if (augmentation.flip) {
+    const auto flips = torch::randint(0, 2, {batch}, generator, torch::kInt64);
+    const auto flipped = flips.nonzero().flatten();
+    if (flipped.numel() > 0) {
+      if (out.images.is_same(images)) out.images = images.clone();
+      out.images.index_copy_(0, flipped, out.images.index_select(0, flipped).flip({3}));
+    }
+    out.views = out.views * 2 + flips;
+  }
+  return out;
+}
+
 }  // namespace distillery::data

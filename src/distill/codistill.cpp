@@ -82,7 +82,7 @@ Peer::Peer(int64_t rank, const nn::ModelSpec& spec, data::Dataset shard, const t
       train_options_(train_options),
       options_(options),
       total_steps_(total_steps),
-      batches_(shard_, train_options.batch_size, train_options.jitter, train::mix_seed(train_options.seed, 100 + rank)) {
+      batches_(shard_, train_options.batch_size, {train_options.jitter, train_options.flip}, train::mix_seed(train_options.seed, 100 + rank)) {
   torch::manual_seed(train::mix_seed(train_options.seed, 200 + rank));
   model_ = nn::make_model(spec);
   optimizer_ = train::make_optimizer(*model_, train_options);

@@ -15,7 +15,7 @@ namespace distillery::distill {
 train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cache, const SoftTargetLossOptions& options) {
   return [&teacher, cache, options](const train::Batch& batch, const torch::Tensor& logits) {
     if (cache) cache->fill_ahead(batch.step);
-    auto targets = cache ? cache->soft_targets(batch.images, batch.indices, batch.shifts)
+    auto targets = cache ? cache->soft_targets(batch.images, batch.indices, batch.views)
                          : teacher.soft_targets(batch.images, options.temperature());
     return soft_target_loss_from_probs(logits, targets, batch.labels, options);
   };
@@ -60,8 +60,9 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
   options.stop_requested = stop_requested;
   std::unique_ptr<TeacherCache> cache;
   if (config.get_bool("distill.cache")) {
-    cache = std::make_unique<TeacherCache>(*teacher, loss_options.temperature(), run_data.train.size(), options.jitter);
-    cache->look_ahead(train::BatchStream(run_data.train, options.batch_size, options.jitter, options.seed),
+    const data::Augmentation augmentation{options.jitter, options.flip};
+    cache = std::make_unique<TeacherCache>(*teacher, loss_options.temperature(), run_data.train.size(), augmentation.view_count());
+    cache->look_ahead(train::BatchStream(run_data.train, options.batch_size, augmentation, options.seed),
                       config.get_int("distill.teacher_batches"));
   }
   torch::manual_seed(config.get_int("train.seed"));

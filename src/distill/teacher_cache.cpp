@@ -1,19 +1,15 @@
 #include "distillery/distill/teacher_cache.h"
 
-#include "distillery/data/augment.h"
-
 namespace distillery::distill {
 
-TeacherCache::TeacherCache(Teacher& teacher, double temperature, int64_t dataset_size, int64_t max_shift)
-    : teacher_(teacher), temperature_(temperature), max_shift_(max_shift) {
-  const int64_t shifts = (2 * max_shift + 1) * (2 * max_shift + 1);
-  targets_ = torch::empty({dataset_size * shifts, teacher.num_classes()}, torch::kFloat32);
-  filled_ = torch::zeros({dataset_size * shifts}, torch::kBool);
+TeacherCache::TeacherCache(Teacher& teacher, double temperature, int64_t dataset_size, int64_t view_count)
+    : teacher_(teacher), temperature_(temperature), view_count_(view_count) {
+  targets_ = torch::empty({dataset_size * view_count, teacher.num_classes()}, torch::kFloat32);
+  filled_ = torch::zeros({dataset_size * view_count}, torch::kBool);
 }
 
-torch::Tensor TeacherCache::keys(const torch::Tensor& indices, const torch::Tensor& shifts) const {
-  const int64_t side = (2 * max_shift_ + 1) * (2 * max_shift_ + 1);
-  return indices * side + data::shift_ids(shifts, max_shift_);
+torch::Tensor TeacherCache::keys(const torch::Tensor& indices, const torch::Tensor& views) const {
+  return indices * view_count_ + views;
 }
 
 void TeacherCache::fill(const torch::Tensor& images, const torch::Tensor& keys) {
@@ -32,8 +28,8 @@ void TeacherCache::fill(const torch::Tensor& images, const torch::Tensor& keys) 
 }
 
 torch::Tensor TeacherCache::soft_targets(const torch::Tensor& images, const torch::Tensor& indices,
-                                         const torch::Tensor& shifts) {
-  const auto batch_keys = keys(indices, shifts);
+                                         const torch::Tensor& views) {
+  const auto batch_keys = keys(indices, views);
   lookups_ += batch_keys.size(0);
   fill(images, batch_keys);
   return targets_.index_select(0, batch_keys);
@@ -53,7 +49,7 @@ void TeacherCache::fill_ahead(int64_t step) {
   for (int64_t s = step; s < step + ahead_batches_; ++s) {
     auto batch = ahead_->batch(s);
     images.push_back(batch.images);
-    batch_keys.push_back(keys(batch.indices, batch.shifts));
+    batch_keys.push_back(keys(batch.indices, batch.views));
   }
   fill(torch::cat(images), torch::cat(batch_keys));
   filled_until_step_ = step + ahead_batches_;

@@ -5,6 +5,7 @@
 #include "distillery/error.h"
 #include "distillery/nn/capsules.h"
 #include "distillery/nn/convnet.h"
+#include "distillery/nn/input_normalization.h"
 #include "distillery/nn/mlp.h"
 
 namespace distillery::nn {
@@ -16,6 +17,7 @@ nlohmann::json ModelSpec::to_json() const {
                          {"routing_iterations", routing_iterations}, {"capsule_dims", capsule_dims}};
   if (!classes.empty()) json["classes"] = classes;
   if (folder_input) json["input"] = {{"kind", "folder"}, {"resize", input_resize}, {"crop", input_crop}};
+  if (!input_mean.empty()) json["normalize"] = {{"mean", input_mean}, {"std", input_std}};
   return json;
 }
 
@@ -41,6 +43,10 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& so
       spec.input_resize = json.at("input").value("resize", int64_t{0});
       spec.input_crop = json.at("input").value("crop", int64_t{0});
     }
+    if (json.contains("normalize")) {
+      spec.input_mean = json.at("normalize").at("mean").get<std::vector<double>>();
+      spec.input_std = json.at("normalize").at("std").get<std::vector<double>>();
+    }
   } catch (const nlohmann::json::exception& e) {
     throw InputError(source + ": bad model description: " + e.what());
   }
@@ -65,13 +71,23 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& so
   check("routing_iterations", double(spec.routing_iterations), 1, 100);
   check("input resize", double(spec.input_resize), 0, 65536);
   check("input crop", double(spec.input_crop), 0, 65536);
+  if (!spec.input_mean.empty() || !spec.input_std.empty()) {
+    if (static_cast<int64_t>(spec.input_mean.size()) != spec.in_channels || spec.input_std.size() != spec.input_mean.size()) {
+      throw InputError(fmt::format("{}: bad model description: normalisation of {} means and {} deviations for {} channels", source,
+                                   spec.input_mean.size(), spec.input_std.size(), spec.in_channels));
+    }
+    for (const auto v : spec.input_mean) check("normalize mean", v, -1e6, 1e6);
+    for (const auto v : spec.input_std) check("normalize std", v, 1e-6, 1e6);
+  }
   if (!spec.classes.empty() && static_cast<int64_t>(spec.classes.size()) != spec.num_classes) {
     throw InputError(fmt::format("{}: bad model description: {} class names for {} classes", source, spec.classes.size(), spec.num_classes));
   }
   return spec;
 }
 
-std::shared_ptr<ClassifierImpl> make_model(const ModelSpec& spec) {
+namespace {
+
+std::shared_ptr<ClassifierImpl> make_architecture(const ModelSpec& spec) {
   if (spec.kind == "mlp") {
     return std::make_shared<MLPImpl>(MLPOptions()
                                          .in_features(spec.in_channels * spec.image_size * spec.image_size)
@@ -118,6 +134,14 @@ std::shared_ptr<ClassifierImpl> make_model(const ModelSpec& spec) {
                                                      .dropout(spec.dropout_hidden));
   }
   throw InputError("model.kind: unknown model '" + spec.kind + "' (known: mlp, convnet, capsnet, capsnet-cnn)");
+}
+
+}  // namespace
+
+std::shared_ptr<ClassifierImpl> make_model(const ModelSpec& spec) {
+  auto model = make_architecture(spec);
+  if (spec.input_mean.empty()) return model;
+  return std::make_shared<InputNormalizationImpl>(std::move(model), spec.input_mean, spec.input_std);
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

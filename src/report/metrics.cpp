@@ -42,7 +42,7 @@ std::vector<nlohmann::json> read_metrics(const std::string& path) {
   return records;
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
+void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write) {
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   // A temporary name of this process and call: co-distillation workers write the same run files,
@@ -51,7 +51,7 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), calls++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
+    write(out);
     out.flush();
     if (!out) {
       std::filesystem::remove(tmp);
@@ -59,6 +59,10 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     }
   }
   std::filesystem::rename(tmp, path);
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, [&](std::ostream& out) { out << text; });
 }
 
 std::string read_file_text(const std::string& path) {

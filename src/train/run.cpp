@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "distillery/data/image_folder.h"
+#include "distillery/data/tensor_file.h"
 #include "distillery/error.h"
 #include "distillery/nn/capsules.h"
+#include "distillery/nn/input_normalization.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/run_report.h"
 #include "distillery/system.h"
@@ -77,6 +79,48 @@ void load_image_folders(const Config& config, RunData& run_data, data::Dataset& 
   }
 }
 
+// data.dataset: tensors. The training images from data.path, the labeled test images from
+// data.test_path. Without class names, the classes are 0..K-1, K one more than the largest label.
+void load_tensor_files(const Config& config, RunData& run_data, data::Dataset& full_train) {
+  const std::string train_path = config.get_string("data.path"), test_path = config.get_string("data.test_path");
+  if (train_path.empty()) throw InputError("data.dataset is tensors but data.path is empty: set it to a file written by torch.save");
+  if (test_path.empty()) throw InputError("data.dataset is tensors but data.test_path is empty: set it to a tensor file of labeled test images");
+  auto train = data::read_tensor_file(train_path);
+  auto test = data::read_tensor_file(test_path);
+  if (!test.labels.defined()) throw InputError(test_path + ": the test images need labels");
+  if (config.get_string("data.labels") == "none") {
+    train.labels = torch::Tensor();  // never read
+  } else if (!train.labels.defined()) {
+    throw InputError(train_path + ": holds no labels; for an unlabeled transfer set set data.labels: none");
+  }
+  if (!train.classes.empty() && !test.classes.empty() && train.classes != test.classes) {
+    throw InputError(fmt::format("{}: classes [{}] differ from {}'s [{}]", test_path, fmt::join(test.classes, ", "), train_path,
+                                 fmt::join(train.classes, ", ")));
+  }
+  auto classes = !train.classes.empty() ? train.classes : test.classes;
+  if (classes.empty()) {
+    int64_t largest = test.labels.max().item<int64_t>();
+    if (train.labels.defined()) largest = std::max(largest, train.labels.max().item<int64_t>());
+    for (int64_t c = 0; c <= largest; ++c) classes.push_back(std::to_string(c));
+  }
+  for (const auto* part : {&train, &test}) {
+    if (!part->labels.defined()) continue;
+    const int64_t largest = part->labels.max().item<int64_t>();
+    if (largest >= static_cast<int64_t>(classes.size())) {
+      throw InputError(fmt::format("{}: label {} is outside the {} classes", part == &train ? train_path : test_path, largest, classes.size()));
+    }
+  }
+  if (train.images.sizes().slice(1) != test.images.sizes().slice(1)) {
+    throw InputError(fmt::format("{}: test images are [{}] but training images are [{}]", test_path, fmt::join(test.images.sizes().slice(1), ", "),
+                                 fmt::join(train.images.sizes().slice(1), ", ")));
+  }
+  auto labels_or_none = [](const data::TensorFile& part) {
+    return part.labels.defined() ? part.labels : torch::full({part.images.size(0)}, -1, torch::kInt64);
+  };
+  full_train = {train.images, labels_or_none(train), classes};
+  run_data.test = {test.images, test.labels, classes};
+}
+
 }  // namespace
 
 RunData load_run_data(const Config& config) {
@@ -85,6 +129,8 @@ RunData load_run_data(const Config& config) {
   data::Dataset full_train;
   if (dataset == "folder") {
     load_image_folders(config, run_data, full_train);  // a val/ folder fills run_data.validation
+  } else if (dataset == "tensors") {
+    load_tensor_files(config, run_data, full_train);
   } else {
     const std::string data_dir = data::resolve_data_dir(config.get_string("data.dir"));
     full_train = data::load_dataset(dataset, "train", data_dir);
@@ -124,6 +170,78 @@ void add_data_summary(nlohmann::json& result, const RunData& run_data) {
                               {"files", std::vector<std::string>(run_data.skipped_images.begin(), run_data.skipped_images.begin() + shown)}};
 }
 
+nlohmann::json describe_run_data(const RunData& run_data) {
+  nlohmann::json splits = nlohmann::json::object();
+  for (const auto& [name, part] : {std::pair<const char*, const data::Dataset*>{"train", &run_data.train},
+                                   {"validation", &run_data.validation}, {"test", &run_data.test}}) {
+    if (part->size() == 0) continue;
+    const auto labeled = part->labels.ge(0);
+    const auto classes = part->classes.empty() ? int64_t{10} : static_cast<int64_t>(part->classes.size());
+    const auto counts = torch::bincount(part->labels.masked_select(labeled), /*weights=*/{}, classes);
+    nlohmann::json per_class = nlohmann::json::object();
+    for (int64_t c = 0; c < counts.size(0); ++c) {
+      per_class[c < static_cast<int64_t>(part->classes.size()) ? part->classes[c] : std::to_string(c)] = counts[c].item<int64_t>();
+    }
+    splits[name] = {{"images", part->size()},
+                    {"shape", std::vector<int64_t>(part->images.sizes().begin() + 1, part->images.sizes().end())},
+                    {"dtype", part->images.scalar_type() == torch::kUInt8 ? "uint8" : "float32"},
+                    {"mib", static_cast<double>(part->images.nbytes()) / (1 << 20)},
+                    {"unlabeled", part->size() - labeled.sum().item<int64_t>()},
+                    {"per_class", per_class}};
+  }
+  nlohmann::json summary = {{"splits", splits}};
+  add_data_summary(summary, run_data);
+  return summary;
+}
+
+std::vector<std::string> write_run_data(const RunData& run_data, const std::string& dir) {
+  std::vector<std::string> written;
+  for (const auto& [name, part] : {std::pair<const char*, const data::Dataset*>{"train", &run_data.train},
+                                   {"validation", &run_data.validation}, {"test", &run_data.test}}) {
+    if (part->size() == 0) continue;
+    const auto labels = part->labels.ge(0).all().item<bool>() ? part->labels : torch::Tensor();
+    const std::string path = (std::filesystem::path(dir) / (std::string(name) + ".pt")).string();
+    data::write_tensor_file(path, {part->images, labels, part->classes, {}, {}});
+    written.push_back(path);
+  }
+  return written;
+}
+
+namespace {
+
+// data.normalize: the statistics measured on `like` (the training split) or given in the config.
+void set_input_normalization(const Config& config, const data::Dataset& like, nn::ModelSpec& spec) {
+  const std::string mode = config.get_string("data.normalize");
+  const bool keys_given = !config.get_double_list("data.mean").empty() || !config.get_double_list("data.std").empty();
+  if (mode != "given" && keys_given) {
+    throw InputError(fmt::format("data.mean / data.std are set but data.normalize is {}: set data.normalize: given to use them", mode));
+  }
+  if (mode == "none") return;
+  if (spec.kind == "capsnet") {
+    throw InputError("data.normalize: a capsnet reconstructs its input images, so it takes them unnormalised: set data.normalize: none");
+  }
+  const int64_t channels = like.images.size(1);
+  if (mode == "train") {
+    std::tie(spec.input_mean, spec.input_std) = nn::channel_statistics(like.images);
+    for (auto& deviation : spec.input_std) deviation = std::max(deviation, 1e-6);  // a constant channel
+    spdlog::info("data.normalize: training split mean [{:.4f}], std [{:.4f}]", fmt::join(spec.input_mean, ", "),
+                 fmt::join(spec.input_std, ", "));
+    return;
+  }
+  auto per_channel = [&](const char* key) {
+    auto values = config.get_double_list(key);
+    if (values.size() == 1) values.assign(channels, values.front());
+    if (static_cast<int64_t>(values.size()) != channels) {
+      throw InputError(fmt::format("{}: {} values for images of {} channels (give one, or one per channel)", key, values.size(), channels));
+    }
+    return values;
+  };
+  spec.input_mean = per_channel("data.mean");
+  spec.input_std = per_channel("data.std");
+}
+
+}  // namespace
+
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like) {
   nn::ModelSpec spec;
   spec.kind = config.get_string("model.kind");
@@ -131,15 +249,19 @@ nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& 
   spec.image_size = like.images.size(2);
   spec.num_classes = like.classes.empty() ? 10 : static_cast<int64_t>(like.classes.size());
   spec.classes = like.classes;
-  if (config.get_string("data.dataset") == "folder") {
+  const std::string dataset = config.get_string("data.dataset");
+  if (dataset == "folder" || dataset == "tensors") {
     if (like.images.size(2) != like.images.size(3)) {
-      throw InputError(fmt::format("data.path: the images are {}x{} (height x width) but models take square images: set data.crop",
-                                   like.images.size(2), like.images.size(3)));
+      throw InputError(fmt::format("data.path: the images are {}x{} (height x width) but models take square images{}",
+                                   like.images.size(2), like.images.size(3), dataset == "folder" ? ": set data.crop" : ""));
     }
-    spec.folder_input = true;
-    spec.input_resize = config.get_int("data.resize");
-    spec.input_crop = config.get_int("data.crop");
+    spec.folder_input = true;  // predict decodes a file as it is, converted to in_channels
+    if (dataset == "folder") {
+      spec.input_resize = config.get_int("data.resize");
+      spec.input_crop = config.get_int("data.crop");
+    }
   }
+  set_input_normalization(config, like, spec);
   spec.hidden = config.get_int_list("model.hidden");
   spec.channels = config.get_int_list("model.channels");
   spec.dropout_input = config.get_double("model.dropout_input");

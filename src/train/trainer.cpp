@@ -29,6 +29,7 @@ TrainOptions train_options_from_config(const Config& config) {
   options.schedule = config.get_string("train.schedule");
   options.lr_decay = config.get_double("train.lr_decay");
   options.jitter = config.get_int("data.jitter");
+  options.flip = config.get_bool("data.flip");
   options.seed = static_cast<uint64_t>(config.get_int("train.seed"));
   options.checkpoint_every = config.get_int("train.checkpoint_every");
   options.resume = config.get_bool("run.resume");
@@ -59,10 +60,11 @@ double scheduled_lr(const TrainOptions& options, int64_t step, int64_t steps_per
   return options.lr;
 }
 
-BatchStream::BatchStream(const data::Dataset& dataset, int64_t batch_size, int64_t jitter, uint64_t seed)
+BatchStream::BatchStream(const data::Dataset& dataset, int64_t batch_size, const data::Augmentation& augmentation,
+                         uint64_t seed)
     : dataset_(dataset),
       batch_size_(batch_size),
-      jitter_(jitter),
+      augmentation_(augmentation),
       steps_per_epoch_((dataset.size() + batch_size - 1) / batch_size),
       seed_(seed) {}
 
@@ -80,13 +82,10 @@ Batch BatchStream::batch(int64_t step) {
   batch.indices = order_.slice(0, begin, std::min(begin + batch_size_, n));
   batch.labels = dataset_.labels.index_select(0, batch.indices);
   batch.images = data::model_input(dataset_.images.index_select(0, batch.indices));
-  if (jitter_ > 0) {
-    auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, 1ull << 40 | uint64_t(step)));
-    batch.shifts = data::random_shifts(batch.indices.size(0), jitter_, generator);
-    batch.images = data::shift_images(batch.images, batch.shifts, jitter_);
-  } else {
-    batch.shifts = torch::zeros({batch.indices.size(0), 2}, torch::kInt64);
-  }
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, 1ull << 40 | uint64_t(step)));
+  auto augmented = data::augment(batch.images, augmentation_, generator);
+  batch.images = augmented.images;
+  batch.views = augmented.views;
   return batch;
 }
 
@@ -149,7 +148,7 @@ TrainResult fit_with_step_loss(nn::ClassifierImpl& model, const nn::ModelSpec& s
   model.train();
   double epoch_loss = 0.0, train_seconds = 0.0;
   int64_t epoch_batches = 0, trained_samples = 0;
-  BatchStream batches(train_set, options.batch_size, options.jitter, options.seed);
+  BatchStream batches(train_set, options.batch_size, {options.jitter, options.flip}, options.seed);
   for (; step < total_steps; ++step) {
     const bool interrupted = options.stop_requested && options.stop_requested->load();
     if ((options.stop_after_step > 0 && step >= options.stop_after_step) || interrupted) {

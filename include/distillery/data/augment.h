@@ -16,4 +16,21 @@ torch::Tensor random_shifts(int64_t batch, int64_t max_shift, torch::Generator& 
 /// Index of a shift among the (2 * max_shift + 1)^2 possible ones: [B, 2] -> [B].
 torch::Tensor shift_ids(const torch::Tensor& shifts, int64_t max_shift);
 
+/// The training augmentation a config names: random shifts with zero fill (data.jitter, the same
+/// as torchvision's RandomCrop(size, padding=jitter)) and left-right flips (data.flip).
+struct Augmentation {
+  int64_t jitter = 0;
+  bool flip = false;
+  /// Distinct views of one image: (2 jitter + 1)^2 shifts, twice that with flips.
+  int64_t view_count() const { return (2 * jitter + 1) * (2 * jitter + 1) * (flip ? 2 : 1); }
+};
+
+/// Augmented images and, for each, which of its image's views it is (int64 in [0, view_count)).
+struct AugmentedImages {
+  torch::Tensor images, views;
+};
+
+/// Draws each image's shift, then whether it flips, from `generator`, and applies them.
+AugmentedImages augment(const torch::Tensor& images, const Augmentation& augmentation, torch::Generator& generator);
+
 }  // namespace distillery::data

@@ -1,6 +1,6 @@
 #pragma once
 // The teacher runs at most once per distinct input: its soft targets for each (training image,
-// shift) are kept in memory, so later epochs read them instead of running the teacher again.
+// augmented view) are kept in memory, so later epochs read them instead of running the teacher again.
 // It can also run the teacher ahead of the student: every step's batch is a function of the seed
 // and the step, so the rows of the next few batches are known, and one teacher pass over all of
 // them runs its matrix products on many rows at once, which is faster per row than one batch.
@@ -15,15 +15,16 @@ namespace distillery::distill {
 
 class TeacherCache {
  public:
-  /// Room for `dataset_size` images x (2 max_shift + 1)^2 shifts x K classes of float32.
-  TeacherCache(Teacher& teacher, double temperature, int64_t dataset_size, int64_t max_shift);
+  /// Room for `dataset_size` images x `view_count` augmented views (data::Augmentation) x K
+  /// classes of float32.
+  TeacherCache(Teacher& teacher, double temperature, int64_t dataset_size, int64_t view_count);
 
-  /// Soft targets [B, K] for a batch: `images` [B, C, H, W] already shifted, `indices` [B] into
-  /// the training set, `shifts` [B, 2]. Runs the teacher only on the rows not seen before.
-  torch::Tensor soft_targets(const torch::Tensor& images, const torch::Tensor& indices, const torch::Tensor& shifts);
+  /// Soft targets [B, K] for a batch: `images` [B, C, H, W] already augmented, `indices` [B] into
+  /// the training set, `views` [B] which view each is. Runs the teacher only on the rows not seen before.
+  torch::Tensor soft_targets(const torch::Tensor& images, const torch::Tensor& indices, const torch::Tensor& views);
 
   /// From now on, fill_ahead(step) runs the teacher once on the rows of `batches` batches of
-  /// `stream` (the trainer's own, rebuilt from the same dataset, batch size, jitter and seed).
+  /// `stream` (the trainer's own, rebuilt from the same dataset, batch size, augmentation and seed).
   void look_ahead(train::BatchStream stream, int64_t batches);
 
   /// If look-ahead is on and `step` is not yet filled: one teacher pass over the rows of steps
@@ -37,7 +38,7 @@ class TeacherCache {
  private:
   Teacher& teacher_;
   double temperature_;
-  int64_t max_shift_;
+  int64_t view_count_;
   torch::Tensor targets_;  // [N * S, K] float32
   torch::Tensor filled_;   // [N * S] bool
   int64_t teacher_rows_ = 0, lookups_ = 0;
@@ -46,7 +47,7 @@ class TeacherCache {
 
   // The teacher on the rows whose keys are not filled yet; stores them.
   void fill(const torch::Tensor& images, const torch::Tensor& keys);
-  torch::Tensor keys(const torch::Tensor& indices, const torch::Tensor& shifts) const;
+  torch::Tensor keys(const torch::Tensor& indices, const torch::Tensor& views) const;
 };
 
 }  // namespace distillery::distill

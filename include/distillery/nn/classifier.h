@@ -14,6 +14,9 @@ class ClassifierImpl : public torch::nn::Module {
   /// transfer set shifts entries of it.
   virtual torch::Tensor output_bias() = 0;
   virtual int64_t num_classes() const = 0;
+  /// The architecture itself, without a wrapper such as input normalisation (for code that needs
+  /// a particular kind, e.g. a CapsNet's reconstructions).
+  virtual ClassifierImpl& core() { return *this; }
 };
 
 }  // namespace distillery::nn

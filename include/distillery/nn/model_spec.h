@@ -31,6 +31,8 @@ struct ModelSpec {
   std::vector<std::string> classes;  // empty: the digits 0-9
   bool folder_input = false;         // false: MNIST-style input (predict centres a digit)
   int64_t input_resize = 0, input_crop = 0;
+  // data.normalize: per-channel (x - mean) / std inside the model (empty: none).
+  std::vector<double> input_mean, input_std;
 
   nlohmann::json to_json() const;
   /// `source` names where the JSON came from, for error messages.

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,8 @@ std::vector<nlohmann::json> read_metrics(const std::string& path);
 
 /// Writes text to a file atomically (temporary file, then rename).
 void write_file_atomic(const std::string& path, const std::string& text);
+/// The same, for contents written piece by piece (large files, without a copy in memory).
+void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
 
 /// A whole file as text ("" if it cannot be read).
 std::string read_file_text(const std::string& path);

@@ -30,6 +30,13 @@ void require_labels(const Config& config, const std::string& command);
 /// skipped as undecodable (their count and the first 100).
 void add_data_summary(nlohmann::json& result, const RunData& run_data);
 
+/// `distillery data`: what the config's data is, split by split (images, shape, dtype, MiB, images
+/// per class) with the files skipped, as JSON.
+nlohmann::json describe_run_data(const RunData& run_data);
+
+/// Writes each non-empty split as a tensor file DIR/<split>.pt (data/tensor_file.h); returns the paths.
+std::vector<std::string> write_run_data(const RunData& run_data, const std::string& dir);
+
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like);
 
 /// run.dir/name, created, with the resolved config saved in it as config.yaml. When the folder

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "distillery/config.h"
+#include "distillery/data/augment.h"
 #include "distillery/data/dataset.h"
 #include "distillery/nn/classifier.h"
 #include "distillery/nn/model_spec.h"
@@ -28,6 +29,7 @@ struct TrainOptions {
   std::string schedule = "cosine";  // constant | cosine | exponential
   double lr_decay = 0.95;           // per epoch, exponential schedule
   int64_t jitter = 0;               // random shifts of up to N pixels
+  bool flip = false;                // random left-right flips
   uint64_t seed = 1;
   int64_t checkpoint_every = 0;     // steps; 0: at each epoch end only
   std::string run_dir;              // empty: no checkpoint, no metrics file
@@ -45,27 +47,31 @@ struct TrainOptions {
   const std::atomic<bool>* stop_requested = nullptr;
 };
 
-/// Reads train.* and data.jitter from a config.
+/// Reads train.*, data.jitter and data.flip from a config.
 TrainOptions train_options_from_config(const Config& config);
 
 /// One training batch as the objective sees it: the images are already augmented, and
-/// `indices` (into the training set) and `shifts` [B, 2] say which image and which shift each is.
+/// `indices` (into the training set) and `views` [B] say which image and which of its augmented
+/// views (data::Augmentation) each is.
 struct Batch {
-  torch::Tensor images, labels, indices, shifts;
+  torch::Tensor images, labels, indices, views;
   int64_t step = -1;  // the training step it was drawn for (-1: not from a BatchStream)
 };
 
-/// The batches of a run: each epoch's order is a function of (seed, epoch) and each step's jitter
-/// of (seed, step), so any step's batch can be rebuilt exactly (resume, co-distillation peers).
+/// The batches of a run: each epoch's order is a function of (seed, epoch) and each step's
+/// augmentation of (seed, step), so any step's batch can be rebuilt exactly (resume,
+/// co-distillation peers).
 class BatchStream {
  public:
-  BatchStream(const data::Dataset& dataset, int64_t batch_size, int64_t jitter, uint64_t seed);
+  BatchStream(const data::Dataset& dataset, int64_t batch_size, const data::Augmentation& augmentation, uint64_t seed);
   Batch batch(int64_t step);
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
 
  private:
   const data::Dataset& dataset_;
-  int64_t batch_size_, jitter_, steps_per_epoch_;
+  int64_t batch_size_;
+  data::Augmentation augmentation_;
+  int64_t steps_per_epoch_;
   uint64_t seed_;
   torch::Tensor order_;
   int64_t order_epoch_ = -1;
