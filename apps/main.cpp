@@ -8,6 +8,7 @@
 #include <cctype>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "distillery/config.h"
@@ -22,6 +23,7 @@
 #include "distillery/experiments/glom.h"
 #include "distillery/experiments/hinton2015.h"
 #include "distillery/experiments/locality.h"
+#include "distillery/nn/torchscript_export.h"
 #include "distillery/report/generated_pages.h"
 #include "distillery/report/run_report.h"
 #include "distillery/system.h"
@@ -200,6 +202,12 @@ int main(int argc, char** argv) {
   data_command->add_option("--out", data_out, "folder for train.pt, validation.pt, test.pt (torch.load reads them)");
   data_command->add_flag("--json", data_json, "print the summary as JSON");
 
+  // export
+  auto* export_command = app.add_subcommand("export", "write a checkpoint's model as TorchScript, for torch.jit.load in Python or C++");
+  std::string export_checkpoint, export_out;
+  export_command->add_option("checkpoint", export_checkpoint, "checkpoint.pt")->required();
+  export_command->add_option("--out", export_out, "the TorchScript file (default: beside the checkpoint, model.ts.pt)");
+
   // inspect
   auto* inspect = app.add_subcommand("inspect", "print a checkpoint's architecture, step, size and weights digest");
   std::string inspect_checkpoint;
@@ -336,6 +344,7 @@ int main(int argc, char** argv) {
         std::cout << "  picture: " << image["picture"].get<std::string>() << "\n";
       }
     } else if (data_command->parsed()) {
+      if (data_json) spdlog::set_level(spdlog::level::warn);  // stdout holds the JSON alone
       const auto config = load_config(data_config, data_sets, data_dir);
       const auto started = std::chrono::steady_clock::now();
       const auto run_data = distillery::train::load_run_data(config);
@@ -349,6 +358,11 @@ int main(int argc, char** argv) {
       if (!data_out.empty()) {
         for (const auto& path : distillery::train::write_run_data(run_data, data_out)) std::cout << "wrote " << path << "\n";
       }
+    } else if (export_command->parsed()) {
+      const auto loaded = distillery::train::load_model(export_checkpoint);
+      if (export_out.empty()) export_out = (std::filesystem::path(export_checkpoint).parent_path() / "model.ts.pt").string();
+      distillery::nn::export_torchscript(*loaded.model, loaded.meta.spec, export_out);
+      std::cout << "wrote " << export_out << "\n";
     } else if (inspect->parsed()) {
       const auto loaded = distillery::train::load_model(inspect_checkpoint);
       std::cout << "checkpoint:   " << inspect_checkpoint << "\n"

@@ -135,7 +135,8 @@ def main():
         "machine": machine_description(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(time.time() - started),
-        "rows": [{"id": i, "what": what, "paper": None, "ours": round(value, 3), "unit": unit} for i, what, value, unit in rows],
+        "rows": [{"id": i, "what": what, "paper": None, "ours": round(value) if unit == "images/s" else round(value, 3), "unit": unit}
+                 for i, what, value, unit in rows],
         "notes": [
             "Each pass is its own process; the files were read once before, so the page cache holds them for both sides.",
             "torchvision decodes with PIL in 2 DataLoader workers; distillery with stb_image on every core, into one preallocated uint8 tensor.",

@@ -38,6 +38,8 @@
 #include "distillery/experiments/hinton2015.h"
 #include "distillery/nn/input_normalization.h"
 #include "distillery/nn/mlp.h"
+#include "distillery/nn/torchscript_classifier.h"
+#include "distillery/nn/torchscript_export.h"
 #include "distillery/nn/model_spec.h"
 #include "distillery/report/generated_pages.h"
 #include "distillery/report/html.h"
@@ -616,6 +618,171 @@ TEST_F(TeacherCacheTest, LookAheadRunsTheTeacherOncePerChunkOfBatchesWithTheSame
   const auto images = train_set.images.index_select(0, indices);
   EXPECT_TRUE(torch::allclose(ahead.soft_targets(images, indices, views),
                               torch::softmax(ahead_teacher.reference_logits(images) / t, 1), 1e-5, 1e-6));
+}
+
+// ---------------------------------------------------------------------------------------------
+// TorchScript students, written by Python (tests/make_script_student.py)
+
+class ScriptStudentTest : public SeededTest {
+ protected:
+  static void SetUpTestSuite() {
+    if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+      skip_reason_ = new std::string("/usr/bin/python3 with torch is not available");
+      return;
+    }
+    dir_ = new TempDir();
+    const std::string command = std::string("/usr/bin/python3 '") + DISTILLERY_SOURCE_DIR +
+                                "/tests/make_script_student.py' '" + dir_->path().string() + "'";
+    if (std::system(command.c_str()) != 0) script_failed_ = true;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+    delete skip_reason_;
+    skip_reason_ = nullptr;
+  }
+  void SetUp() override {
+    SeededTest::SetUp();
+    if (skip_reason_) GTEST_SKIP() << *skip_reason_;
+    ASSERT_FALSE(script_failed_) << "tests/make_script_student.py failed";
+  }
+  static std::string file(const std::string& name) { return dir_->file(name); }
+  static nn::ModelSpec script_spec(const std::string& name) {
+    nn::ModelSpec spec;
+    spec.kind = "torchscript";
+    spec.script_path = file(name);
+    spec.script = read_bytes(file(name));
+    return spec;
+  }
+
+  static TempDir* dir_;
+  static std::string* skip_reason_;
+  static bool script_failed_;
+};
+TempDir* ScriptStudentTest::dir_ = nullptr;
+std::string* ScriptStudentTest::skip_reason_ = nullptr;
+bool ScriptStudentTest::script_failed_ = false;
+
+// Checks in Python (tests/check_torchscript_export.py) that `exported` gives `model`'s logits on `images`.
+void expect_python_agrees(const std::string& exported, nn::ClassifierImpl& model, const torch::Tensor& images, const TempDir& dir) {
+  model.eval();
+  const auto logits = train::predict_logits(model, images);
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+  dict.insert("images", images);
+  dict.insert("logits", logits);
+  const auto bytes = torch::pickle_save(c10::IValue(dict));
+  write_bytes(dir.file("check.pt"), std::string(bytes.begin(), bytes.end()));
+  const std::string command = fmt::format("/usr/bin/python3 '{}/tests/check_torchscript_export.py' '{}' '{}'", DISTILLERY_SOURCE_DIR,
+                                          exported, dir.file("check.pt"));
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+// A student defined in PyTorch trains here like a built-in one: its batch-norm statistics are
+// checkpointed, a stopped run resumes to bitwise the same weights, and the trained module, exported,
+// gives Python the logits distillery computes.
+TEST_F(ScriptStudentTest, TrainsResumesBitwiseAndComesBackOutToPython) {
+  DISTILLERY_REQUIRE_MNIST();
+  const auto train_set = data::load_dataset("mnist", "train", data::resolve_data_dir()).head(1000);
+  const auto test_set = data::load_dataset("mnist", "test", data::resolve_data_dir()).head(500);
+  auto spec = script_spec("cnn.pt");
+  train::TrainOptions options;
+  options.epochs = 2;
+  options.batch_size = 50;  // 20 steps per epoch
+  options.jitter = 1;
+  options.lr = 0.05;
+  options.seed = 5;
+  options.log_every_seconds = 1e9;
+
+  TempDir dir_a, dir_b;
+  auto model_a = nn::make_model(spec);
+  ASSERT_NE(dynamic_cast<nn::TorchScriptClassifierImpl*>(model_a.get()), nullptr);
+  const auto before = train::weights_digest(*model_a);
+  options.run_dir = dir_a.path().string();
+  const auto result_a = train::fit(*model_a, spec, train_set, nullptr, train::cross_entropy_objective, options);
+  EXPECT_TRUE(result_a.completed);
+  EXPECT_NE(train::weights_digest(*model_a), before);
+  auto& script_a = dynamic_cast<nn::TorchScriptClassifierImpl&>(*model_a).script();
+  torch::Tensor running_mean;
+  for (const auto& b : script_a.named_buffers()) {
+    if (b.name == "stage1.1.running_mean") running_mean = b.value;
+  }
+  ASSERT_TRUE(running_mean.defined());
+  EXPECT_GT(running_mean.abs().sum().item<double>(), 0.0) << "batch norm statistics were updated in the TorchScript module";
+  EXPECT_GE(train::evaluate(*model_a, test_set).accuracy, 0.8);
+
+  auto model_b = nn::make_model(spec);
+  options.run_dir = dir_b.path().string();
+  options.stop_after_step = 15;
+  EXPECT_FALSE(train::fit(*model_b, spec, train_set, nullptr, train::cross_entropy_objective, options).completed);
+  torch::rand({1000});
+  auto model_c = nn::make_model(spec);
+  options.stop_after_step = 0;
+  EXPECT_TRUE(train::fit(*model_c, spec, train_set, nullptr, train::cross_entropy_objective, options).completed);
+  EXPECT_EQ(train::weights_digest(*model_c), train::weights_digest(*model_a));
+
+  // The checkpoint alone rebuilds the model: the module travels inside it.
+  const auto loaded = train::load_model(dir_a.file("checkpoint.pt"));
+  EXPECT_EQ(loaded.meta.spec.kind, "torchscript");
+  EXPECT_EQ(train::weights_digest(*loaded.model), train::weights_digest(*model_a));
+
+  TempDir out;
+  nn::export_torchscript(*model_a, spec, out.file("student.ts.pt"));
+  expect_python_agrees(out.file("student.ts.pt"), *model_a, test_set.images.slice(0, 0, 64), out);
+}
+
+// Built-in students come out as TorchScript too, their normalisation included.
+TEST_F(ScriptStudentTest, BuiltInModelsExportToTorchScriptThatPythonRuns) {
+  const auto images = torch::rand({16, 1, 28, 28});
+  TempDir out;
+  for (const std::string kind : {"mlp", "convnet"}) {
+    SCOPED_TRACE(kind);
+    nn::ModelSpec spec;
+    spec.kind = kind;
+    spec.hidden = kind == "mlp" ? std::vector<int64_t>{32, 16} : std::vector<int64_t>{24};
+    spec.channels = {4, 6};
+    spec.dropout_hidden = 0.3;
+    spec.input_mean = {0.13};
+    spec.input_std = {0.31};
+    auto model = nn::make_model(spec);
+    model->eval();
+    const auto path = out.file(kind + ".ts.pt");
+    nn::export_torchscript(*model, spec, path);
+    auto reloaded = torch::jit::load(path);
+    EXPECT_TRUE(torch::allclose(reloaded.forward({images}).toTensor(), train::predict_logits(*model, images), 1e-5, 1e-6));
+    expect_python_agrees(path, *model, images, out);
+  }
+  nn::ModelSpec caps;
+  caps.kind = "capsnet-cnn";
+  caps.channels = {4, 4};
+  caps.hidden = {8};
+  auto capsnet = nn::make_model(caps);
+  EXPECT_FALSE(nn::has_torchscript_export(caps));
+  EXPECT_THAT(input_error_message([&] { nn::to_torchscript(*capsnet, caps); }), HasSubstr("no TorchScript export"));
+}
+
+// A TorchScript student that cannot be one is refused with its file and what is wrong.
+TEST_F(ScriptStudentTest, StudentsThatCannotTrainAreNamedWithWhatIsWrong) {
+  EXPECT_THAT(input_error_message([&] { nn::make_model(script_spec("flat.pt")); }),
+              AllOf(HasSubstr("flat.pt"), HasSubstr("must return logits [B, K], got [2]")));
+  EXPECT_THAT(input_error_message([&] { nn::make_model(script_spec("seven.pt")); }),
+              AllOf(HasSubstr("seven.pt"), HasSubstr("returns 7 logits per image but the data has 10 classes")));
+  EXPECT_THAT(input_error_message([&] { nn::make_model(script_spec("frozen.pt")); }),
+              AllOf(HasSubstr("frozen.pt"), HasSubstr("no trainable parameters")));
+  EXPECT_THAT(input_error_message([&] { nn::make_model(script_spec("rgb.pt")); }),
+              AllOf(HasSubstr("rgb.pt"), HasSubstr("fails on the data's input shape [2, 1, 28, 28]")));
+  auto garbage = script_spec("cnn.pt");
+  garbage.script = "not a module";
+  EXPECT_THAT(input_error_message([&] { nn::make_model(garbage); }), HasSubstr("not a loadable TorchScript module"));
+
+  // A dict output: logits for training, the rest named features.
+  auto with_features = nn::make_model(script_spec("features.pt"));
+  auto& script = dynamic_cast<nn::TorchScriptClassifierImpl&>(*with_features);
+  const auto images = torch::rand({3, 1, 28, 28});
+  EXPECT_EQ(with_features->forward(images).sizes(), (std::vector<int64_t>{3, 10}));
+  const auto features = script.features(images);
+  ASSERT_EQ(features.count("stage1"), 1u);
+  EXPECT_EQ(features.at("stage1").sizes(), (std::vector<int64_t>{3, 8, 14, 14}));
+  EXPECT_EQ(features.at("stage2").sizes(), (std::vector<int64_t>{3, 16, 7, 7}));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -120,6 +120,7 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
   if (outcome.bias) result["bias"] = outcome.bias->to_json();
   train::add_data_summary(result, run_data);
   result["misclassified"] = train::save_misclassified(*outcome.student, run_data.test, outcome.run_dir + "/misclassified.png");
+  result["torchscript"] = train::export_run_model(*outcome.student, spec, outcome.run_dir + "/student.ts.pt");
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);
   return outcome;

@@ -7,6 +7,7 @@
 #include "distillery/nn/convnet.h"
 #include "distillery/nn/input_normalization.h"
 #include "distillery/nn/mlp.h"
+#include "distillery/nn/torchscript_classifier.h"
 
 namespace distillery::nn {
 
@@ -18,6 +19,7 @@ nlohmann::json ModelSpec::to_json() const {
   if (!classes.empty()) json["classes"] = classes;
   if (folder_input) json["input"] = {{"kind", "folder"}, {"resize", input_resize}, {"crop", input_crop}};
   if (!input_mean.empty()) json["normalize"] = {{"mean", input_mean}, {"std", input_std}};
+  if (!script_path.empty()) json["path"] = script_path;
   return json;
 }
 
@@ -43,6 +45,7 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& json, const std::string& so
       spec.input_resize = json.at("input").value("resize", int64_t{0});
       spec.input_crop = json.at("input").value("crop", int64_t{0});
     }
+    spec.script_path = json.value("path", std::string());
     if (json.contains("normalize")) {
       spec.input_mean = json.at("normalize").at("mean").get<std::vector<double>>();
       spec.input_std = json.at("normalize").at("std").get<std::vector<double>>();
@@ -133,7 +136,12 @@ std::shared_ptr<ClassifierImpl> make_architecture(const ModelSpec& spec) {
                                                      .num_classes(spec.num_classes)
                                                      .dropout(spec.dropout_hidden));
   }
-  throw InputError("model.kind: unknown model '" + spec.kind + "' (known: mlp, convnet, capsnet, capsnet-cnn)");
+  if (spec.kind == "torchscript") {
+    if (spec.script.empty()) throw InputError("model.path: a torchscript model needs its TorchScript file");
+    return std::make_shared<TorchScriptClassifierImpl>(spec.script, spec.script_path.empty() ? "model.path" : spec.script_path,
+                                                       spec.in_channels, spec.image_size, spec.num_classes);
+  }
+  throw InputError("model.kind: unknown model '" + spec.kind + "' (known: mlp, convnet, capsnet, capsnet-cnn, torchscript)");
 }
 
 }  // namespace

@@ -78,6 +78,12 @@ CheckpointMeta read_meta(torch::serialize::InputArchive& archive, const std::str
   meta.spec = nn::ModelSpec::from_json(json.value("spec", nlohmann::json::object()), path);
   meta.step = json.value("step", int64_t{0});
   meta.extra = json.value("extra", nlohmann::json::object());
+  torch::Tensor script;
+  if (archive.try_read("script", script, /*is_buffer=*/true)) {
+    if (script.scalar_type() != torch::kUInt8 || script.dim() != 1) throw InputError(path + ": checkpoint's 'script' entry is not bytes");
+    script = script.contiguous();
+    meta.spec.script.assign(static_cast<const char*>(script.data_ptr()), static_cast<size_t>(script.numel()));
+  }
   return meta;
 }
 
@@ -89,6 +95,10 @@ void save_checkpoint(const std::string& path, nn::ClassifierImpl& model, const C
   archive.write("format", c10::IValue(std::string(kFormat)));
   nlohmann::json json = {{"spec", meta.spec.to_json()}, {"step", meta.step}, {"extra", meta.extra}};
   archive.write("meta", c10::IValue(json.dump()));
+  if (!meta.spec.script.empty()) {
+    archive.write("script", torch::from_blob(const_cast<char*>(meta.spec.script.data()), {static_cast<int64_t>(meta.spec.script.size())},
+                                             torch::kUInt8), /*is_buffer=*/true);
+  }
   torch::serialize::OutputArchive weights;
   for (const auto& p : model.named_parameters()) weights.write(archive_key(p.key()), p.value());
   for (const auto& b : model.named_buffers()) weights.write(archive_key(b.key()), b.value(), /*is_buffer=*/true);

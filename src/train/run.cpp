@@ -15,6 +15,7 @@
 #include "distillery/error.h"
 #include "distillery/nn/capsules.h"
 #include "distillery/nn/input_normalization.h"
+#include "distillery/nn/torchscript_export.h"
 #include "distillery/report/metrics.h"
 #include "distillery/report/run_report.h"
 #include "distillery/system.h"
@@ -245,6 +246,12 @@ void set_input_normalization(const Config& config, const data::Dataset& like, nn
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like) {
   nn::ModelSpec spec;
   spec.kind = config.get_string("model.kind");
+  if (spec.kind == "torchscript") {
+    spec.script_path = config.get_string("model.path");
+    if (spec.script_path.empty()) throw InputError("model.kind is torchscript but model.path is empty: set it to the model's TorchScript file");
+    if (!std::filesystem::is_regular_file(spec.script_path)) throw InputError("model.path: " + spec.script_path + ": no such file");
+    spec.script = report::read_file_text(spec.script_path);
+  }
   spec.in_channels = like.images.size(1);
   spec.image_size = like.images.size(2);
   spec.num_classes = like.classes.empty() ? 10 : static_cast<int64_t>(like.classes.size());
@@ -352,6 +359,15 @@ void apply_thread_config(const Config& config) {
   if (threads > 0) set_compute_threads(static_cast<int>(threads));
 }
 
+std::string export_run_model(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const std::string& path) {
+  if (!nn::has_torchscript_export(spec)) {
+    spdlog::info("no TorchScript export for a {} model; checkpoint.pt holds it", spec.kind);
+    return "";
+  }
+  nn::export_torchscript(model, spec, path);
+  return std::filesystem::path(path).filename().string();
+}
+
 RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requested) {
   apply_thread_config(config);
   require_labels(config, "distillery train");
@@ -392,6 +408,7 @@ RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requ
                            {"parameters", outcome.num_parameters}};
   add_data_summary(result, run_data);
   result["misclassified"] = save_misclassified(*outcome.model, run_data.test, outcome.run_dir + "/misclassified.png");
+  result["torchscript"] = export_run_model(*outcome.model, spec, outcome.run_dir + "/model.ts.pt");
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);
   return outcome;

@@ -12,7 +12,7 @@
 namespace distillery::nn {
 
 struct ModelSpec {
-  std::string kind = "mlp";  // mlp | convnet | capsnet | capsnet-cnn
+  std::string kind = "mlp";  // mlp | convnet | capsnet | capsnet-cnn | torchscript
   int64_t in_channels = 1;
   int64_t image_size = 28;
   int64_t num_classes = 10;
@@ -33,6 +33,9 @@ struct ModelSpec {
   int64_t input_resize = 0, input_crop = 0;
   // data.normalize: per-channel (x - mean) / std inside the model (empty: none).
   std::vector<double> input_mean, input_std;
+  // torchscript: the module's file as given, and its bytes (kept in the checkpoint beside the
+  // JSON, so that the checkpoint alone rebuilds the model).
+  std::string script_path, script;
 
   nlohmann::json to_json() const;
   /// `source` names where the JSON came from, for error messages.

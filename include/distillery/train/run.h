@@ -39,6 +39,10 @@ std::vector<std::string> write_run_data(const RunData& run_data, const std::stri
 
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like);
 
+/// Writes the trained model as TorchScript at `path` (nn/torchscript_export.h) when its
+/// architecture has an export; returns the file's name for result.json, or "" when it has none.
+std::string export_run_model(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const std::string& path);
+
 /// run.dir/name, created, with the resolved config saved in it as config.yaml. When the folder
 /// already holds a checkpoint that run.resume would continue, its config.yaml must match `config`
 /// (train.epochs may grow: that extends a run); otherwise InputError names the first key that
