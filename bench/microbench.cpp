@@ -97,14 +97,14 @@ void BM_TeacherCacheHit(benchmark::State& state) {
   distillery::nn::ModelSpec spec;
   spec.hidden = {1200, 1200};
   ds::ModelTeacher teacher(distillery::nn::make_model(spec), "random 1200-1200 MLP");
-  ds::TeacherCache cache(teacher, /*temperature=*/20.0, dataset_size, max_shift);
+  ds::TeacherCache cache(teacher, /*temperature=*/20.0, dataset_size, dd::Augmentation{max_shift}.view_count());
   auto images = torch::rand({batch, 1, 28, 28});
   auto indices = torch::randperm(dataset_size, torch::kInt64).slice(0, 0, batch);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(1);
-  auto shifts = dd::random_shifts(batch, max_shift, generator);
-  cache.soft_targets(images, indices, shifts);  // fill: the teacher runs once
+  auto views = dd::shift_ids(dd::random_shifts(batch, max_shift, generator), max_shift);
+  cache.soft_targets(images, indices, views);  // fill: the teacher runs once
   for (auto _ : state) {
-    auto targets = cache.soft_targets(images, indices, shifts);
+    auto targets = cache.soft_targets(images, indices, views);
     benchmark::DoNotOptimize(targets.data_ptr());
   }
   if (cache.teacher_rows() != batch) state.SkipWithError("the teacher ran again on cached rows");
