@@ -251,6 +251,7 @@ class FixedTeacher : public distill::Teacher {
   torch::Tensor logits(const torch::Tensor& images) override { return logits_; }
   int64_t num_classes() const override { return logits_.size(1); }
   std::string describe() const override { return name_; }
+  int64_t num_parameters() const override { return 0; }
 
  private:
   torch::Tensor logits_;
@@ -534,6 +535,7 @@ class CountingTeacher : public distill::Teacher {
   torch::Tensor reference_logits(const torch::Tensor& images) const { return images.flatten(1).matmul(weight_); }
   int64_t num_classes() const override { return weight_.size(1); }
   std::string describe() const override { return "counting"; }
+  int64_t num_parameters() const override { return 0; }
   int64_t rows_ = 0, calls_ = 0;
 
  private:
@@ -1076,6 +1078,14 @@ TEST_F(DistillRunTest, TensorFilesTrainWithNormalizationAndFlipsAndEvalScoresThe
   }
   const auto student = distill::run_distillation(student_config);
   EXPECT_GE(student.test.accuracy, 0.75) << student.test.errors << " errors";
+  // What the student buys: the teacher scored on the same test file, both models' costs.
+  const auto student_result = json::parse(read_bytes(student.run_dir + "/result.json"));
+  EXPECT_EQ(student_result.at("torchscript"), "student.ts.pt");
+  EXPECT_EQ(student_result.at("teacher_test").at("errors").get<int64_t>(), teacher.test.errors);
+  EXPECT_EQ(student_result.at("cost").at("multiply_adds").get<double>(), 784 * 64 + 64 * 64 + 64 * 10);
+  EXPECT_EQ(student_result.at("teacher_cost").at("multiply_adds").get<double>(), 784 * 256 + 256 * 256 + 256 * 10);
+  EXPECT_EQ(student_result.at("cost").at("file_bytes").get<int64_t>(), static_cast<int64_t>(fs::file_size(student.run_dir + "/student.ts.pt")));
+  EXPECT_THAT(student.worth, AllOf(HasSubstr("| teacher |"), HasSubstr("| student buys |"), HasSubstr("4.9x fewer")));
   auto unlabeled_auto = student_config;
   unlabeled_auto.set("data.labels", "auto");
   EXPECT_THAT(input_error_message([&] { distill::run_distillation(unlabeled_auto); }),

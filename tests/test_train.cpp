@@ -30,6 +30,7 @@
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/evaluate.h"
 #include "distillery/train/fused_sgd.h"
+#include "distillery/train/model_cost.h"
 #include "distillery/train/run.h"
 #include "distillery/train/trainer.h"
 #include "test_support.h"
@@ -872,6 +873,37 @@ TEST(RunFolderTest, ResumingACheckpointNeedsTheSameConfig) {
   EXPECT_THROW(train::prepare_run_dir(other), InputError);
   other.set("run.resume", "false");  // starting over is the user's choice
   EXPECT_NO_THROW(train::prepare_run_dir(other));
+}
+
+}  // namespace
+}  // namespace distillery::testing
+
+namespace distillery::testing {
+namespace {
+
+// Multiply-adds counted by LibTorch's profiler are the architecture's, exactly; the timings are
+// measured (positive), not asserted.
+TEST(ModelCostTest, CountsTheMultiplyAddsOfMlpAndConvNetExactly) {
+  nn::ModelSpec mlp;
+  mlp.hidden = {32, 16};
+  auto model = nn::make_model(mlp);
+  model->train();
+  const auto cost = train::measure_classifier_cost(*model, {1, 28, 28}, "");
+  EXPECT_EQ(cost.multiply_adds, 784 * 32 + 32 * 16 + 16 * 10);
+  EXPECT_EQ(cost.parameters, nn::count_parameters(*model));
+  EXPECT_GT(cost.latency_ms, 0.0);
+  EXPECT_GT(cost.images_per_second, 0.0);
+  EXPECT_EQ(cost.file_bytes, 0);
+  EXPECT_TRUE(model->is_training()) << "the measurement restores the model's mode";
+
+  nn::ModelSpec convnet;
+  convnet.kind = "convnet";
+  convnet.channels = {4, 6};
+  convnet.hidden = {24};
+  auto conv = nn::make_model(convnet);
+  // 5x5 convolutions with padding 2, each followed by 2x2 pooling: 28x28x4, then 14x14x6.
+  const double expected = 28 * 28 * 4 * (1 * 25) + 14 * 14 * 6 * (4 * 25) + (6 * 7 * 7) * 24 + 24 * 10;
+  EXPECT_EQ(train::measure_classifier_cost(*conv, {1, 28, 28}, "").multiply_adds, expected);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "distillery/report/run_report.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/misclassified.h"
+#include "distillery/train/model_cost.h"
 #include "distillery/train/run.h"
 
 namespace distillery::distill {
@@ -20,6 +21,20 @@ train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cac
     return soft_target_loss_from_probs(logits, targets, batch.labels, options);
   };
 }
+
+namespace {
+
+// The teacher's own score on the test images, batch by batch.
+train::EvalResult score_teacher(Teacher& teacher, const data::Dataset& test) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> logits;
+  for (int64_t begin = 0; begin < test.size(); begin += 500) {
+    logits.push_back(teacher.logits(data::model_input(test.images.slice(0, begin, begin + 500))));
+  }
+  return train::score_logits(torch::cat(logits), test.labels, teacher.num_classes());
+}
+
+}  // namespace
 
 nlohmann::json BiasReport::to_json() const {
   nlohmann::json json = {{"classes", classes}, {"validation_shift", validation_shift}, {"test_after", test_after.to_json()}};
@@ -121,6 +136,16 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
   train::add_data_summary(result, run_data);
   result["misclassified"] = train::save_misclassified(*outcome.student, run_data.test, outcome.run_dir + "/misclassified.png");
   result["torchscript"] = train::export_run_model(*outcome.student, spec, outcome.run_dir + "/student.ts.pt");
+  result["cost"] = train::measure_classifier_cost(*outcome.student, run_data.test.images.sizes().slice(1),
+                                                  outcome.run_dir + (result["torchscript"] == "" ? "/checkpoint.pt" : "/student.ts.pt"))
+                       .to_json();
+  result["teacher_test"] = score_teacher(*teacher, run_data.test).to_json();
+  int64_t teacher_bytes = 0;
+  for (const auto& path : config.get_string_list("distill.teachers")) teacher_bytes += train::file_size_or_zero(path);
+  result["teacher_cost"] = train::measure_model_cost([&](const torch::Tensor& images) { return teacher->logits(images); },
+                                                     run_data.test.images.sizes().slice(1), teacher->num_parameters(), teacher_bytes)
+                               .to_json();
+  outcome.worth = report::worth_table(result);
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);
   return outcome;

@@ -90,6 +90,14 @@ ScriptTeacher::ScriptTeacher(const std::string& path, const torch::Tensor& examp
   num_classes_ = out.size(1);
 }
 
+int64_t ScriptTeacher::num_parameters() const {
+  int64_t total = 0;
+  for (const auto& p : module_.parameters()) total += p.numel();
+  return total;
+}
+
+int64_t ModelTeacher::num_parameters() const { return nn::count_parameters(*model_); }
+
 torch::Tensor ScriptTeacher::logits(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   auto out = module_.forward({images});
@@ -122,6 +130,12 @@ torch::Tensor EnsembleTeacher::soft_targets(const torch::Tensor& images, double 
   auto sum = members_.front()->soft_targets(images, temperature);
   for (size_t i = 1; i < members_.size(); ++i) sum = sum + members_[i]->soft_targets(images, temperature);
   return sum / double(members_.size());
+}
+
+int64_t EnsembleTeacher::num_parameters() const {
+  int64_t total = 0;
+  for (const auto& member : members_) total += member->num_parameters();
+  return total;
 }
 
 std::string EnsembleTeacher::describe() const {

@@ -81,17 +81,70 @@ std::string write_run_report(const std::string& run_dir) {
   return path;
 }
 
+namespace {
+
+// "1.64 M", "620 k": multiply-adds and parameters as people read them.
+std::string count_text(double value) {
+  if (value >= 1e9) return fmt::format("{:.2f} G", value / 1e9);
+  if (value >= 1e6) return fmt::format("{:.2f} M", value / 1e6);
+  if (value >= 1e3) return fmt::format("{:.1f} k", value / 1e3);
+  return fmt::format("{:.0f}", value);
+}
+
+std::string bytes_text(double bytes) {
+  if (bytes <= 0) return "-";
+  if (bytes >= (1 << 20)) return fmt::format("{:.1f} MiB", bytes / (1 << 20));
+  return fmt::format("{:.0f} KiB", bytes / 1024);
+}
+
+// The cost columns of a result.json "cost" (or "teacher_cost") block.
+std::string cost_cells(const json& cost) {
+  if (!cost.is_object()) return "- | - | - | -";
+  return fmt::format("{} | {} | {:.3f} | {:.0f}", count_text(cost.value("multiply_adds", 0.0)), bytes_text(cost.value("file_bytes", 0.0)),
+                     cost.value("latency_ms", 0.0), cost.value("images_per_second", 0.0));
+}
+
+std::string accuracy_text(const json& test) {
+  return test.contains("accuracy") ? fmt::format("{:.2f}%", 100.0 * test.at("accuracy").get<double>()) : "-";
+}
+
+}  // namespace
+
 std::string compare_runs(const std::vector<std::string>& run_dirs) {
-  std::string table = "| run | test errors | accuracy | steps | seconds | samples/s | parameters |\n"
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  std::string table =
+      "| run | test errors | accuracy | steps | seconds | samples/s | parameters | multiply-adds | file | latency ms (batch 1) | images/s (batch 64) |\n"
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const auto& dir : run_dirs) {
     const json r = read_result(dir);
     const json test = r.value("test", json::object());
-    table += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", dir, test.contains("errors") ? test.at("errors").dump() : "-",
-                         test.contains("accuracy") ? fmt::format("{:.2f}%", 100.0 * test.at("accuracy").get<double>()) : "-",
-                         r.value("steps", int64_t{0}), fmt::format("{:.1f}", r.value("seconds", 0.0)),
-                         fmt::format("{:.0f}", r.value("samples_per_second", 0.0)), r.value("parameters", int64_t{0}));
+    table += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", dir, test.contains("errors") ? test.at("errors").dump() : "-",
+                         accuracy_text(test), r.value("steps", int64_t{0}), fmt::format("{:.1f}", r.value("seconds", 0.0)),
+                         fmt::format("{:.0f}", r.value("samples_per_second", 0.0)), r.value("parameters", int64_t{0}),
+                         cost_cells(r.value("cost", json())));
   }
+  return table;
+}
+
+std::string worth_table(const json& result) {
+  if (!result.contains("cost") || !result.contains("teacher_cost")) return "";
+  const json& student = result.at("cost");
+  const json& teacher = result.at("teacher_cost");
+  std::string table = "| | test accuracy | parameters | multiply-adds | file | latency ms (batch 1) | images/s (batch 64) |\n"
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  table += fmt::format("| teacher | {} | {} | {} |\n", accuracy_text(result.value("teacher_test", json::object())),
+                       count_text(teacher.value("parameters", 0.0)), cost_cells(teacher));
+  table += fmt::format("| student | {} | {} | {} |\n", accuracy_text(result.value("test", json::object())),
+                       count_text(student.value("parameters", 0.0)), cost_cells(student));
+  const auto ratio = [&](const char* key) {
+    const double s = student.value(key, 0.0), t = teacher.value(key, 0.0);
+    return s > 0 && t > 0 ? fmt::format("{:.1f}x", t / s) : std::string("-");
+  };
+  const double points = 100.0 * (result.value("test", json::object()).value("accuracy", 0.0) -
+                                 result.value("teacher_test", json::object()).value("accuracy", 0.0));
+  const double speed = teacher.value("images_per_second", 0.0) > 0
+                           ? student.value("images_per_second", 0.0) / teacher.value("images_per_second", 0.0) : 0.0;
+  table += fmt::format("| student buys | {:+.2f} points | {} smaller | {} fewer | {} smaller | {} faster | {:.1f}x |\n", points,
+                       ratio("parameters"), ratio("multiply_adds"), ratio("file_bytes"), ratio("latency_ms"), speed);
   return table;
 }
 

@@ -20,6 +20,7 @@
 #include "distillery/report/run_report.h"
 #include "distillery/system.h"
 #include "distillery/train/misclassified.h"
+#include "distillery/train/model_cost.h"
 
 namespace distillery::train {
 
@@ -409,6 +410,10 @@ RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requ
   add_data_summary(result, run_data);
   result["misclassified"] = save_misclassified(*outcome.model, run_data.test, outcome.run_dir + "/misclassified.png");
   result["torchscript"] = export_run_model(*outcome.model, spec, outcome.run_dir + "/model.ts.pt");
+  const auto image_shape = run_data.test.images.sizes().slice(1);
+  result["cost"] = measure_classifier_cost(*outcome.model, image_shape,
+                                           outcome.run_dir + (result["torchscript"] == "" ? "/checkpoint.pt" : "/model.ts.pt"))
+                       .to_json();
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);
   return outcome;

@@ -39,6 +39,7 @@ struct DistillOutcome {
   std::optional<BiasReport> bias;
   int64_t teacher_rows = 0, teacher_lookups = 0;
   int64_t num_parameters = 0;
+  std::string worth;  // teacher against student: accuracy, size, speed (report::worth_table)
 };
 
 /// `distillery distill`: trains the configured student on the transfer set (data.*) towards the

@@ -22,6 +22,8 @@ class Teacher {
   virtual torch::Tensor soft_targets(const torch::Tensor& images, double temperature);
   virtual int64_t num_classes() const = 0;
   virtual std::string describe() const = 0;
+  /// Trainable scalars of the network(s) behind the logits.
+  virtual int64_t num_parameters() const = 0;
 };
 
 /// A distillery model (for example loaded from a checkpoint).
@@ -34,6 +36,7 @@ class ModelTeacher : public Teacher {
   torch::Tensor logits(const torch::Tensor& images) override;
   int64_t num_classes() const override { return model_->num_classes(); }
   std::string describe() const override { return name_; }
+  int64_t num_parameters() const override;
 
  private:
   struct WeightCopy {
@@ -52,6 +55,7 @@ class ScriptTeacher : public Teacher {
   torch::Tensor logits(const torch::Tensor& images) override;
   int64_t num_classes() const override { return num_classes_; }
   std::string describe() const override { return "torchscript:" + path_; }
+  int64_t num_parameters() const override;
 
  private:
   torch::jit::Module module_;
@@ -67,6 +71,7 @@ class EnsembleTeacher : public Teacher {
   torch::Tensor soft_targets(const torch::Tensor& images, double temperature) override;
   int64_t num_classes() const override { return members_.front()->num_classes(); }
   std::string describe() const override;
+  int64_t num_parameters() const override;
 
  private:
   std::vector<std::unique_ptr<Teacher>> members_;
