@@ -29,6 +29,7 @@
 #include "distillery/system.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/evaluate.h"
+#include "distillery/train/model_cost.h"
 #include "distillery/train/predict_input.h"
 #include "distillery/train/run.h"
 
@@ -370,6 +371,11 @@ int main(int argc, char** argv) {
                 << "architecture: " << loaded.meta.spec.to_json().dump() << "\n"
                 << "step:         " << loaded.meta.step << "\n"
                 << "parameters:   " << distillery::nn::count_parameters(*loaded.model) << "\n"
+                << "multiply-adds per image: "
+                << fmt::format("{:.0f}", distillery::train::multiply_adds_per_image(
+                                              [&](const torch::Tensor& x) { return loaded.model->forward(x); },
+                                              {loaded.meta.spec.in_channels, loaded.meta.spec.image_size, loaded.meta.spec.image_size}))
+                << "\n"
                 << "weights:      " << distillery::train::weights_digest(*loaded.model) << "\n"
                 << "non-finite:   " << distillery::train::count_nonfinite(*loaded.model) << "\n";
     } else if (report->parsed()) {

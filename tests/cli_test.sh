@@ -49,6 +49,28 @@ check "architecture mismatch without config.yaml is bad input" 2 "$exe" train --
 contains "mismatch names the tensor and shapes" "in the checkpoint but" "$work/out.txt"
 mv "$work/tiny-config.yaml" "$work/runs/tiny/config.yaml"
 check "compare runs" 0 "$exe" compare "$work/runs/tiny"
+contains "compare shows what the model costs" "multiply-adds" "$work/out.txt"
+[ -f "$work/runs/tiny/model.ts.pt" ] && echo "ok   run folder has model.ts.pt" || { echo "FAIL run folder lacks model.ts.pt"; failures=$((failures + 1)); }
+check "export a checkpoint as TorchScript" 0 "$exe" export "$work/runs/tiny/checkpoint.pt" --out "$work/tiny.ts.pt"
+[ -s "$work/tiny.ts.pt" ] && echo "ok   export wrote the file" || { echo "FAIL export wrote nothing"; failures=$((failures + 1)); }
+check "inspect prints multiply-adds" 0 "$exe" inspect "$work/runs/tiny/checkpoint.pt"
+contains "inspect counts an MLP's multiply-adds" "multiply-adds per image: 50816" "$work/out.txt"
+# A model too large for memory: one line naming the keys, exit 2, no LibTorch backtrace.
+check "a model too large for memory is bad input" 2 "$exe" train --config "$source/configs/mlp/quick.yaml" "${tiny[@]}" \
+  --set name=huge --set "model.hidden=[1000000,1000000]"
+contains "out of memory names the keys" "out of memory: one tensor of .* GiB was asked for; the model's size (model.hidden" "$work/out.txt"
+if grep -q "frame #" "$work/out.txt"; then echo "FAIL out of memory printed a backtrace"; failures=$((failures + 1)); else echo "ok   no backtrace"; fi
+# Tensor files: `data --out` writes them, `train` and `eval --images` read them back.
+check "data writes tensor files" 0 "$exe" data --set data.train_limit=300 --set data.test_limit=100 --out "$work/tensors"
+contains "data summarises the splits" "train .* 300 images \[1, 28, 28\]" "$work/out.txt"
+check "eval a tensor file" 0 "$exe" eval --checkpoint "$work/runs/tiny/checkpoint.pt" --images "$work/tensors/test.pt"
+contains "eval scores the tensor file's 100 images" "of 100 (accuracy" "$work/out.txt"
+printf 'not a tensor file' > "$work/bad.pt"
+check "a tensor file that is not one is bad input" 2 "$exe" train "${tiny[@]}" --set name=bad-tensors --set data.dataset=tensors \
+  --set data.path="$work/bad.pt" --set data.test_path="$work/tensors/test.pt"
+contains "the bad tensor file is named" "bad.pt: not a file written by torch.save" "$work/out.txt"
+check "eval of missing images is bad input" 2 "$exe" eval --checkpoint "$work/runs/tiny/checkpoint.pt" --images "$work/none-such"
+contains "the missing images are named" "none-such: no such file" "$work/out.txt"
 # A 28x28 binary PGM of a vertical bar (a "1").
 { printf 'P5\n28 28\n255\n'; for y in $(seq 0 27); do for x in $(seq 0 27); do
     if [ "$x" -ge 12 ] && [ "$x" -le 15 ] && [ "$y" -ge 4 ] && [ "$y" -le 23 ]; then printf '\377'; else printf '\000'; fi

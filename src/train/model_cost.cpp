@@ -30,11 +30,22 @@ double seconds_per_call(const std::function<void()>& run, int repeats) {
   return median(seconds);
 }
 
-double count_multiply_adds(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& one_image) {
+}  // namespace
+
+double multiply_adds_per_image(const std::function<torch::Tensor(const torch::Tensor&)>& forward, torch::IntArrayRef image_shape) {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> shape(image_shape.begin(), image_shape.end());
+  shape.insert(shape.begin(), 1);
+  const auto one_image = torch::rand(shape);
   namespace profiler = torch::autograd::profiler;
   profiler::enableProfilerLegacy(profiler::ProfilerConfig(profiler::ProfilerState::CPU, /*report_input_shapes=*/true,
                                                           /*profile_memory=*/false, /*with_stack=*/false, /*with_flops=*/true));
-  forward(one_image);
+  try {
+    forward(one_image);
+  } catch (...) {
+    profiler::disableProfilerLegacy();
+    throw;
+  }
   const auto events = profiler::disableProfilerLegacy();
   static const std::set<std::string> products = {"aten::conv2d", "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"};
   double flops = 0;
@@ -45,8 +56,6 @@ double count_multiply_adds(const std::function<torch::Tensor(const torch::Tensor
   }
   return flops / 2;  // the profiler counts a multiply-add as two operations
 }
-
-}  // namespace
 
 nlohmann::json ModelCost::to_json() const {
   return {{"parameters", parameters},  {"multiply_adds", multiply_adds},         {"file_bytes", file_bytes},
@@ -63,7 +72,7 @@ ModelCost measure_model_cost(const std::function<torch::Tensor(const torch::Tens
   ModelCost cost;
   cost.parameters = parameters;
   cost.file_bytes = file_bytes;
-  cost.multiply_adds = count_multiply_adds(forward, single);
+  cost.multiply_adds = multiply_adds_per_image(forward, image_shape);
   cost.latency_ms = 1000 * seconds_per_call([&] { forward(single); }, repeats);
   cost.images_per_second = 64 / seconds_per_call([&] { forward(many); }, std::max(3, repeats / 4));
   return cost;

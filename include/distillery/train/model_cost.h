@@ -30,6 +30,9 @@ struct ModelCost {
 ModelCost measure_model_cost(const std::function<torch::Tensor(const torch::Tensor&)>& forward, torch::IntArrayRef image_shape,
                              int64_t parameters, int64_t file_bytes, int repeats = 20);
 
+/// Multiply-adds of one forward pass on one image of `image_shape`, counted by LibTorch's profiler.
+double multiply_adds_per_image(const std::function<torch::Tensor(const torch::Tensor&)>& forward, torch::IntArrayRef image_shape);
+
 /// The same for a classifier (eval mode during the measurement, restored after), with the size of
 /// the file at `file` (0 if there is none).
 ModelCost measure_classifier_cost(nn::ClassifierImpl& model, torch::IntArrayRef image_shape, const std::string& file);
