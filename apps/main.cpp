@@ -259,7 +259,7 @@ int main(int argc, char** argv) {
       const auto outcome = distillery::distill::run_distillation(config, &stop_requested);
       std::cout << "teacher: " << outcome.teacher << "\n";
       print_eval(outcome.test);
-      if (!outcome.worth.empty()) std::cout << "what the student buys (this CPU, " << torch::get_num_threads() << " threads):\n" << outcome.worth;
+      if (!outcome.worth.empty()) std::cout << "what the student buys (both measured on this CPU, one after the other):\n" << outcome.worth;
       if (outcome.bias) {
         std::cout << fmt::format("bias shift {:.1f} (chosen on validation) for classes {}: ", outcome.bias->validation_shift,
                                  fmt::join(outcome.bias->classes, ","));

@@ -5,7 +5,7 @@
 # the same steps: on the labels, and distilled from the teacher on the same images without them
 # (data.labels: none: no label is read). Writes docs/results/images.json.
 # Usage: scripts/fashion_colour.sh [RUNS_DIR] [SEEDS] [EPOCHS]   (defaults: runs-fashion-colour 3 2;
-# about 14 minutes on 2 cores)
+# about 15 minutes on 2 cores)
 set -euo pipefail
 runs=${1:-runs-fashion-colour}
 seeds=${2:-3}

@@ -39,7 +39,7 @@ def main():
     if args.result:
         measured = json.load(open(args.result))["test"]
         agree = abs(measured["accuracy"] - score) * total <= 1
-        print(f"distillery measured {100 * measured['accuracy']:.2f}% on {measured['count']} images: "
+        print(f"the distill run measured {100 * measured['accuracy']:.2f}% on {measured['count']} images: "
               f"{'the same' if agree else 'NOT the same'}")
         sys.exit(0 if agree else 1)
 
