@@ -13,12 +13,19 @@
 
 namespace distillery::distill {
 
-train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cache, const SoftTargetLossOptions& options) {
-  return [&teacher, cache, options](const train::Batch& batch, const torch::Tensor& logits) {
+train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cache, const SoftTargetLossOptions& options,
+                                             const DistillMethod& method) {
+  return [&teacher, cache, options, method](const train::Batch& batch, const torch::Tensor& logits) {
     if (cache) cache->fill_ahead(batch.step);
     auto targets = cache ? cache->soft_targets(batch.images, batch.indices, batch.views)
                          : teacher.soft_targets(batch.images, options.temperature());
-    return soft_target_loss_from_probs(logits, targets, batch.labels, options);
+    if (method.name != "dkd") return soft_target_loss_from_probs(logits, targets, batch.labels, options);
+    const auto target = batch.labels.defined() ? torch::where(batch.labels >= 0, batch.labels, targets.argmax(1)) : targets.argmax(1);
+    const double warmup = method.warmup_steps > 0 ? std::min(1.0, double(batch.step + 1) / double(method.warmup_steps)) : 1.0;
+    auto loss = warmup * options.soft_weight() *
+                decoupled_kd_loss(logits, targets, target, options.temperature(), method.dkd_alpha, method.dkd_beta);
+    if (options.hard_weight() > 0) loss = loss + options.hard_weight() * torch::nn::functional::cross_entropy(logits, batch.labels);
+    return loss;
   };
 }
 
@@ -80,13 +87,18 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
     cache->look_ahead(train::BatchStream(run_data.train, options.batch_size, augmentation, options.seed),
                       config.get_int("distill.teacher_batches"));
   }
+  DistillMethod method;
+  method.name = config.get_string("distill.method");
+  method.dkd_alpha = config.get_double("distill.dkd_alpha");
+  method.dkd_beta = config.get_double("distill.dkd_beta");
+  method.warmup_steps = config.get_int("distill.dkd_warmup") * ((run_data.train.size() + options.batch_size - 1) / options.batch_size);
   torch::manual_seed(config.get_int("train.seed"));
   outcome.student = nn::make_model(spec);
   outcome.num_parameters = nn::count_parameters(*outcome.student);
   spdlog::info("{}: distilling {} into {} ({} parameters) at T = {} on {} transfer images", options.label,
                outcome.teacher, spec.kind, outcome.num_parameters, loss_options.temperature(), run_data.train.size());
   outcome.train = train::fit(*outcome.student, spec, run_data.train, &run_data.test,
-                             make_distillation_objective(*teacher, cache.get(), loss_options), options,
+                             make_distillation_objective(*teacher, cache.get(), loss_options, method), options,
                              {{"teacher", outcome.teacher}});
   if (!outcome.train.completed) {
     throw std::runtime_error(fmt::format("{}: interrupted at step {}; the same command resumes from {}/checkpoint.pt",

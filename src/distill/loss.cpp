@@ -1,5 +1,7 @@
 #include "distillery/distill/loss.h"
 
+#include <limits>
+
 namespace distillery::distill {
 
 torch::Tensor soft_target_loss_from_probs(const torch::Tensor& student_logits, const torch::Tensor& teacher_probs,
@@ -26,6 +28,29 @@ torch::Tensor soft_target_loss(const torch::Tensor& student_logits, const torch:
   TORCH_CHECK(options.temperature() > 0, "soft_target_loss: temperature must be > 0, got ", options.temperature());
   auto q = torch::softmax(teacher_logits.detach() / options.temperature(), /*dim=*/1);
   return soft_target_loss_from_probs(student_logits, q, labels, options);
+}
+
+torch::Tensor decoupled_kd_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_probs, const torch::Tensor& target,
+                                double temperature, double alpha, double beta) {
+  TORCH_CHECK(student_logits.dim() == 2 && teacher_probs.sizes() == student_logits.sizes(), "decoupled_kd_loss: student ",
+              student_logits.sizes(), " and teacher ", teacher_probs.sizes(), " must both be [B, K]");
+  TORCH_CHECK(target.dim() == 1 && target.size(0) == student_logits.size(0), "decoupled_kd_loss: target must be [B]");
+  TORCH_CHECK(temperature > 0, "decoupled_kd_loss: temperature must be > 0, got ", temperature);
+  const auto scaled = student_logits / temperature;
+  const auto is_target = torch::one_hot(target, student_logits.size(1)).to(torch::kBool);
+  const auto column = target.unsqueeze(1);
+  // log p_t and log (1 - p_t), from log-sum-exps: stable where p_t is close to 0 or 1.
+  const auto log_all = torch::logsumexp(scaled, 1);
+  const auto others = scaled.masked_fill(is_target, -std::numeric_limits<double>::infinity());
+  const auto log_p_target = scaled.gather(1, column).squeeze(1) - log_all;
+  const auto log_p_rest = torch::logsumexp(others, 1) - log_all;
+  const auto q_target = teacher_probs.gather(1, column).squeeze(1);
+  const auto q_rest = (1 - q_target).clamp_min(0);
+  const auto tckd = torch::xlogy(q_target, q_target) - q_target * log_p_target + torch::xlogy(q_rest, q_rest) - q_rest * log_p_rest;
+  const auto q_tilde = teacher_probs.masked_fill(is_target, 0) / q_rest.clamp_min(1e-12).unsqueeze(1);
+  const auto log_p_tilde = torch::log_softmax(others, 1).masked_fill(is_target, 0);
+  const auto nckd = (torch::xlogy(q_tilde, q_tilde) - q_tilde * log_p_tilde).sum(1);
+  return temperature * temperature * (alpha * tckd + beta * nckd).mean();
 }
 
 }  // namespace distillery::distill

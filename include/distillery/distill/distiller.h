@@ -16,9 +16,18 @@
 
 namespace distillery::distill {
 
+/// Which distillation loss (distill.method) and its settings.
+struct DistillMethod {
+  std::string name = "kd";  // kd: Hinton's soft targets; dkd: decoupled KD
+  double dkd_alpha = 1.0, dkd_beta = 8.0;
+  int64_t warmup_steps = 0;  // dkd: its weight grows linearly to 1 over these steps
+};
+
 /// The trainer objective of distillation. The teacher sees exactly the student's (augmented)
-/// batch; with a cache it runs at most once per (image, shift).
-train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cache, const SoftTargetLossOptions& options);
+/// batch; with a cache it runs at most once per (image, view). dkd's target class is the label,
+/// or the teacher's argmax for an unlabeled image; the hard term applies to both methods.
+train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cache, const SoftTargetLossOptions& options,
+                                             const DistillMethod& method = {});
 
 /// Bias adjustment results for classes missing from the transfer set.
 struct BiasReport {

@@ -28,4 +28,13 @@ torch::Tensor soft_target_loss(const torch::Tensor& student_logits, const torch:
 torch::Tensor soft_target_loss_from_probs(const torch::Tensor& student_logits, const torch::Tensor& teacher_probs,
                                           const torch::Tensor& labels, const SoftTargetLossOptions& options);
 
+/// Decoupled knowledge distillation (Zhao et al. 2022), from the teacher's probabilities q at
+/// temperature T and each example's target class t [B] int64:
+///   T^2 * mean_b (alpha * KL(b(q) || b(p)) + beta * KL(q~ || p~)),   p = softmax(student / T),
+/// b(.) = (the probability of t, 1 - it): the target-class term (TCKD); ~ = the distribution over
+/// the other classes, renormalised: the non-target term (NCKD). Hinton's KL(q || p) is
+/// KL(b(q) || b(p)) + (1 - q_t) KL(q~ || p~): DKD frees NCKD from the weight 1 - q_t.
+torch::Tensor decoupled_kd_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_probs, const torch::Tensor& target,
+                                double temperature, double alpha, double beta);
+
 }  // namespace distillery::distill
