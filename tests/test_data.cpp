@@ -527,7 +527,6 @@ TEST_F(AugmentTest, FlipsMirrorHalfTheImagesAndNameTheirViews) {
   }
   EXPECT_GT(flipped, 16);
   EXPECT_LT(flipped, 48);
-  EXPECT_EQ(out.views.min().item<int64_t>() >= 0 && out.views.max().item<int64_t>() < 18, true);
 
   // Flips alone: views 0 and 1; no augmentation: the images themselves, all view 0.
   auto flip_only = at::make_generator<at::CPUGeneratorImpl>(3);

@@ -467,40 +467,42 @@ TEST_F(TeacherTest, TruncatedCheckpointIsAnInputError) {
 // ---------------------------------------------------------------------------------------------
 // TorchScript teachers, written by Python (tests/make_script_teacher.py)
 
-class ScriptTeacherTest : public SeededTest {
+// Files a Python script of tests/ writes once per test suite, with Debian's /usr/bin/python3 and
+// its torch; the suite is skipped where that Python has no torch. `Suite::kScript` names the script.
+template <typename Suite>
+class PythonWrittenFilesTest : public SeededTest {
  protected:
   static void SetUpTestSuite() {
     if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
-      skip_reason_ = new std::string("/usr/bin/python3 with torch is not available");
+      skip_reason_ = "/usr/bin/python3 with torch is not available";
       return;
     }
-    dir_ = new TempDir();
-    const std::string command = std::string("/usr/bin/python3 '") + DISTILLERY_SOURCE_DIR +
-                                "/tests/make_script_teacher.py' '" + dir_->path().string() + "'";
-    if (std::system(command.c_str()) != 0) script_failed_ = true;
+    dir_ = std::make_unique<TempDir>();
+    const std::string command = fmt::format("/usr/bin/python3 '{}/tests/{}' '{}'", DISTILLERY_SOURCE_DIR, Suite::kScript,
+                                            dir_->path().string());
+    script_failed_ = std::system(command.c_str()) != 0;
   }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-    delete skip_reason_;
-    skip_reason_ = nullptr;
-  }
+  static void TearDownTestSuite() { dir_.reset(); }
   void SetUp() override {
     SeededTest::SetUp();
-    if (skip_reason_) GTEST_SKIP() << *skip_reason_;
-    ASSERT_FALSE(script_failed_) << "tests/make_script_teacher.py failed";
+    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    ASSERT_FALSE(script_failed_) << "tests/" << Suite::kScript << " failed";
   }
   static std::string file(const std::string& name) { return dir_->file(name); }
+
+  static inline std::unique_ptr<TempDir> dir_;
+  static inline std::string skip_reason_;
+  static inline bool script_failed_ = false;
+};
+
+class ScriptTeacherTest : public PythonWrittenFilesTest<ScriptTeacherTest> {
+ public:
+  static constexpr const char* kScript = "make_script_teacher.py";
+
+ protected:
   /// The input the script used: arange(2 * 784) / (2 * 784) as [2, 1, 28, 28].
   static torch::Tensor fixed_input() { return (torch::arange(2 * 784, torch::kFloat32) / (2.0 * 784)).view({2, 1, 28, 28}); }
-
-  static TempDir* dir_;
-  static std::string* skip_reason_;
-  static bool script_failed_;
 };
-TempDir* ScriptTeacherTest::dir_ = nullptr;
-std::string* ScriptTeacherTest::skip_reason_ = nullptr;
-bool ScriptTeacherTest::script_failed_ = false;
 
 TEST_F(ScriptTeacherTest, LoadsATorchScriptModuleAndMatchesPython) {
   const auto path = file("scripted10.pt");
@@ -654,30 +656,11 @@ TEST_F(TeacherCacheTest, LookAheadRunsTheTeacherOncePerChunkOfBatchesWithTheSame
 // ---------------------------------------------------------------------------------------------
 // TorchScript students, written by Python (tests/make_script_student.py)
 
-class ScriptStudentTest : public SeededTest {
+class ScriptStudentTest : public PythonWrittenFilesTest<ScriptStudentTest> {
+ public:
+  static constexpr const char* kScript = "make_script_student.py";
+
  protected:
-  static void SetUpTestSuite() {
-    if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
-      skip_reason_ = new std::string("/usr/bin/python3 with torch is not available");
-      return;
-    }
-    dir_ = new TempDir();
-    const std::string command = std::string("/usr/bin/python3 '") + DISTILLERY_SOURCE_DIR +
-                                "/tests/make_script_student.py' '" + dir_->path().string() + "'";
-    if (std::system(command.c_str()) != 0) script_failed_ = true;
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-    delete skip_reason_;
-    skip_reason_ = nullptr;
-  }
-  void SetUp() override {
-    SeededTest::SetUp();
-    if (skip_reason_) GTEST_SKIP() << *skip_reason_;
-    ASSERT_FALSE(script_failed_) << "tests/make_script_student.py failed";
-  }
-  static std::string file(const std::string& name) { return dir_->file(name); }
   static nn::ModelSpec script_spec(const std::string& name) {
     nn::ModelSpec spec;
     spec.kind = "torchscript";
@@ -685,14 +668,7 @@ class ScriptStudentTest : public SeededTest {
     spec.script = read_bytes(file(name));
     return spec;
   }
-
-  static TempDir* dir_;
-  static std::string* skip_reason_;
-  static bool script_failed_;
 };
-TempDir* ScriptStudentTest::dir_ = nullptr;
-std::string* ScriptStudentTest::skip_reason_ = nullptr;
-bool ScriptStudentTest::script_failed_ = false;
 
 // Checks in Python (tests/check_torchscript_export.py) that `exported` gives `model`'s logits on `images`.
 void expect_python_agrees(const std::string& exported, nn::ClassifierImpl& model, const torch::Tensor& images, const TempDir& dir) {

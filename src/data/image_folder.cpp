@@ -213,16 +213,16 @@ ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing&
   // The first image that decodes sets the size every other must have.
   int64_t reference = 0;
   torch::Tensor first;
-  for (; reference < count && !first.defined(); ++reference) {
+  for (; reference < count; ++reference) {
     try {
       first = decode_image(folder.files[reference], preprocessing);
+      break;
     } catch (const InputError& e) {
+      if (on_bad == OnBadImage::Error) throw InputError(std::string(e.what()) + " (data.on_bad_image: skip would skip it)");
       errors[reference] = e.what();
     }
   }
-  --reference;
-  if (!first.defined() && on_bad == OnBadImage::Error) throw InputError(errors.front() + " (data.on_bad_image: skip would skip it)");
-  if (!first.defined()) throw InputError(fmt::format("{}: none of its {} images could be decoded", root, count));
+  if (reference == count) throw InputError(fmt::format("{}: none of its {} images could be decoded", root, count));
   const double needed = static_cast<double>(first.numel()) * static_cast<double>(count);
   if (max_bytes > 0 && needed > static_cast<double>(max_bytes)) {
     throw InputError(fmt::format("{}: {} images of [{}] (channels, height, width) need {:.0f} MiB as uint8, more than "
@@ -236,7 +236,7 @@ ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing&
   first_shape.insert(first_shape.begin(), count);
   auto images = torch::empty(first_shape, torch::kUInt8);
   images[reference].copy_(first);
-  std::vector<std::string> other_size(count);  // "[C, H, W]" of an image whose size differs
+  std::vector<std::vector<int64_t>> other_size(count);  // [C, H, W] of an image whose size differs
   std::atomic<int64_t> next{reference + 1}, done{reference + 1};
   std::vector<std::thread> workers;
   const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(count)));
@@ -248,7 +248,7 @@ ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing&
           if (image.sizes() == first.sizes()) {
             images[i].copy_(image);
           } else {
-            other_size[i] = fmt::format("[{}]", fmt::join(image.sizes(), ", "));
+            other_size[i] = image.sizes().vec();
           }
         } catch (const std::exception& e) {
           errors[i] = e.what();
@@ -278,10 +278,10 @@ ImageFolder load_image_folder(const std::string& root, const ImagePreprocessing&
       continue;
     }
     if (!other_size[i].empty()) {
-      const bool channels_differ = other_size[i].substr(1, other_size[i].find(',') - 1) != std::to_string(first.size(0));
+      const bool channels_differ = other_size[i].front() != first.size(0);
       throw InputError(fmt::format(
-          "{}: image is {} where {} is [{}] (channels, height, width): {}", folder.files[i], other_size[i], folder.files[reference],
-          fmt::join(first.sizes(), ", "),
+          "{}: image is [{}] where {} is [{}] (channels, height, width): {}", folder.files[i], fmt::join(other_size[i], ", "),
+          folder.files[reference], fmt::join(first.sizes(), ", "),
           channels_differ ? "set data.channels to 1 or 3 to convert them" : "set data.resize and data.crop to make them one size"));
     }
     const auto row = static_cast<int64_t>(kept_files.size());

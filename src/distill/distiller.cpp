@@ -29,20 +29,6 @@ train::Objective make_distillation_objective(Teacher& teacher, TeacherCache* cac
   };
 }
 
-namespace {
-
-// The teacher's own score on the test images, batch by batch.
-train::EvalResult score_teacher(Teacher& teacher, const data::Dataset& test) {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> logits;
-  for (int64_t begin = 0; begin < test.size(); begin += 500) {
-    logits.push_back(teacher.logits(data::model_input(test.images.slice(0, begin, begin + 500))));
-  }
-  return train::score_logits(torch::cat(logits), test.labels, teacher.num_classes());
-}
-
-}  // namespace
-
 nlohmann::json BiasReport::to_json() const {
   nlohmann::json json = {{"classes", classes}, {"validation_shift", validation_shift}, {"test_after", test_after.to_json()}};
   if (reference_shift) {
@@ -147,16 +133,15 @@ DistillOutcome run_distillation(const Config& config, const std::atomic<bool>* s
   if (outcome.bias) result["bias"] = outcome.bias->to_json();
   train::add_data_summary(result, run_data);
   result["misclassified"] = train::save_misclassified(*outcome.student, run_data.test, outcome.run_dir + "/misclassified.png");
-  result["torchscript"] = train::export_run_model(*outcome.student, spec, outcome.run_dir + "/student.ts.pt");
-  result["cost"] = train::measure_classifier_cost(*outcome.student, run_data.test.images.sizes().slice(1),
-                                                  outcome.run_dir + (result["torchscript"] == "" ? "/checkpoint.pt" : "/student.ts.pt"))
-                       .to_json();
-  result["teacher_test"] = score_teacher(*teacher, run_data.test).to_json();
+  // What the student buys: the teacher scored and measured beside it.
+  const auto image_shape = run_data.test.images.sizes().slice(1);
+  train::export_and_measure_model(result, *outcome.student, spec, outcome.run_dir, "student.ts.pt", image_shape);
+  const train::Forward teacher_forward = [&](const torch::Tensor& images) { return teacher->logits(images); };
+  result["teacher_test"] =
+      train::score_logits(train::predict_logits(teacher_forward, run_data.test.images), run_data.test.labels, spec.num_classes).to_json();
   int64_t teacher_bytes = 0;
   for (const auto& path : config.get_string_list("distill.teachers")) teacher_bytes += train::file_size_or_zero(path);
-  result["teacher_cost"] = train::measure_model_cost([&](const torch::Tensor& images) { return teacher->logits(images); },
-                                                     run_data.test.images.sizes().slice(1), teacher->num_parameters(), teacher_bytes)
-                               .to_json();
+  result["teacher_cost"] = train::measure_model_cost(teacher_forward, image_shape, teacher->num_parameters(), teacher_bytes).to_json();
   outcome.worth = report::worth_table(result);
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);

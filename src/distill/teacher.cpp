@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "distillery/error.h"
+#include "distillery/nn/torchscript_classifier.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/zip_checksums.h"
 
@@ -68,6 +69,8 @@ torch::Tensor ModelTeacher::logits(const torch::Tensor& images) {
   return model_->forward(images);
 }
 
+int64_t ModelTeacher::num_parameters() const { return nn::count_parameters(*model_); }
+
 ScriptTeacher::ScriptTeacher(const std::string& path, const torch::Tensor& example_input) : path_(path) {
   std::istringstream bytes(train::read_verified_archive(path));
   try {
@@ -79,6 +82,8 @@ ScriptTeacher::ScriptTeacher(const std::string& path, const torch::Tensor& examp
   torch::Tensor out;
   try {
     out = logits(example_input);
+  } catch (const InputError&) {
+    throw;
   } catch (const std::exception& e) {
     throw InputError(fmt::format("{}: TorchScript teacher fails on input of shape [{}]: {}", path,
                                  fmt::join(example_input.sizes(), ", "), std::string(e.what()).substr(0, 300)));
@@ -96,13 +101,9 @@ int64_t ScriptTeacher::num_parameters() const {
   return total;
 }
 
-int64_t ModelTeacher::num_parameters() const { return nn::count_parameters(*model_); }
-
 torch::Tensor ScriptTeacher::logits(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
-  auto out = module_.forward({images});
-  TORCH_CHECK(out.isTensor(), path_, ": TorchScript teacher must return a tensor");
-  return out.toTensor().to(torch::kFloat32);
+  return nn::torchscript_logits(module_.forward({images}), path_).to(torch::kFloat32);
 }
 
 EnsembleTeacher::EnsembleTeacher(std::vector<std::unique_ptr<Teacher>> members, std::string mode)

@@ -59,16 +59,17 @@ TorchScriptClassifierImpl::TorchScriptClassifierImpl(const std::string& bytes, c
 
 c10::IValue TorchScriptClassifierImpl::run(const torch::Tensor& images) { return module_.forward({images}); }
 
-torch::Tensor TorchScriptClassifierImpl::forward(const torch::Tensor& images) {
-  const auto out = run(images);
-  if (out.isTensor()) return out.toTensor();
-  if (out.isGenericDict()) {
-    const auto dict = out.toGenericDict();
+torch::Tensor torchscript_logits(const c10::IValue& output, const std::string& source) {
+  if (output.isTensor()) return output.toTensor();
+  if (output.isGenericDict()) {
+    const auto dict = output.toGenericDict();
     if (dict.contains("logits") && dict.at("logits").isTensor()) return dict.at("logits").toTensor();
   }
-  throw InputError(fmt::format("{}: the TorchScript student must return logits [B, K] or a dict with \"logits\", got a {}", source_,
-                               out.tagKind()));
+  throw InputError(fmt::format("{}: a TorchScript model must return logits [B, K] or a dict with \"logits\", got a {}", source,
+                               output.tagKind()));
 }
+
+torch::Tensor TorchScriptClassifierImpl::forward(const torch::Tensor& images) { return torchscript_logits(run(images), source_); }
 
 std::map<std::string, torch::Tensor> TorchScriptClassifierImpl::features(const torch::Tensor& images) {
   std::map<std::string, torch::Tensor> out;

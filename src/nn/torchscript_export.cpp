@@ -10,17 +10,11 @@ namespace distillery::nn {
 
 namespace {
 
-// "fc1.weight" -> "fc1_weight": an attribute name of the exported module.
-std::string attribute(const std::string& name) {
-  std::string out = name;
-  std::replace(out.begin(), out.end(), '.', '_');
-  return out;
-}
-
-// The exported forward's statements for the architecture, on `x` (already normalised).
+// The exported forward's statements for the architecture, on `x` (already normalised); weights
+// are attributes named by torchscript_parameter_name ("fc1.weight" -> "fc1__weight").
 std::string architecture_source(const ModelSpec& spec) {
   const auto linear = [](const std::string& layer, const std::string& input) {
-    return fmt::format("torch.addmm(self.{0}_bias, {1}, self.{0}_weight.t())", layer, input);
+    return fmt::format("torch.addmm(self.{0}__bias, {1}, self.{0}__weight.t())", layer, input);
   };
   std::string body;
   if (spec.kind == "mlp") {
@@ -30,7 +24,7 @@ std::string architecture_source(const ModelSpec& spec) {
     body += "    return " + linear(fmt::format("fc{}", layers), "x") + "\n";
   } else if (spec.kind == "convnet") {
     for (const char* conv : {"conv1", "conv2"}) {
-      body += fmt::format("    x = torch.max_pool2d(torch.relu(torch.conv2d(x, self.{0}_weight, self.{0}_bias, [1, 1], [2, 2])), [2, 2])\n", conv);
+      body += fmt::format("    x = torch.max_pool2d(torch.relu(torch.conv2d(x, self.{0}__weight, self.{0}__bias, [1, 1], [2, 2])), [2, 2])\n", conv);
     }
     body += "    x = torch.relu(" + linear("fc1", "x.flatten(1)") + ")\n";
     body += "    return " + linear("fc2", "x") + "\n";
@@ -68,7 +62,7 @@ torch::jit::Module to_torchscript(ClassifierImpl& model, const ModelSpec& spec) 
   } else {
     exported = torch::jit::Module(fmt::format("Distillery{}", spec.kind == "mlp" ? "MLP" : "ConvNet"));
     const std::string body = architecture_source(spec);
-    for (const auto& p : model.core().named_parameters()) exported.register_parameter(attribute(p.key()), p.value().detach().clone(), false);
+    for (const auto& p : model.core().named_parameters()) exported.register_parameter(torchscript_parameter_name(p.key()), p.value().detach().clone(), false);
     if (normalized) add_normalization(exported);
     exported.define("def forward(self, x):\n" + normalize + body);
   }

@@ -19,16 +19,21 @@ nlohmann::json EvalResult::to_json() const {
           {"confusion", cells}};
 }
 
-torch::Tensor predict_logits(nn::ClassifierImpl& model, const torch::Tensor& images, int64_t batch_size) {
+torch::Tensor predict_logits(const Forward& forward, const torch::Tensor& images, int64_t batch_size) {
   torch::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
-    parts.push_back(model.forward(data::model_input(images.slice(0, start, std::min(start + batch_size, images.size(0))))));
+    parts.push_back(forward(data::model_input(images.slice(0, start, std::min(start + batch_size, images.size(0))))));
   }
-  model.train(was_training);
   return torch::cat(parts);
+}
+
+torch::Tensor predict_logits(nn::ClassifierImpl& model, const torch::Tensor& images, int64_t batch_size) {
+  const bool was_training = model.is_training();
+  model.eval();
+  auto logits = predict_logits([&](const torch::Tensor& batch) { return model.forward(batch); }, images, batch_size);
+  model.train(was_training);
+  return logits;
 }
 
 EvalResult score_logits(const torch::Tensor& logits, const torch::Tensor& labels, int64_t num_classes) {

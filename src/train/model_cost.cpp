@@ -8,6 +8,8 @@
 #include <set>
 #include <vector>
 
+#include "distillery/nn/model_spec.h"
+
 namespace distillery::train {
 
 namespace {
@@ -32,7 +34,7 @@ double seconds_per_call(const std::function<void()>& run, int repeats) {
 
 }  // namespace
 
-double multiply_adds_per_image(const std::function<torch::Tensor(const torch::Tensor&)>& forward, torch::IntArrayRef image_shape) {
+double multiply_adds_per_image(const Forward& forward, torch::IntArrayRef image_shape) {
   torch::NoGradGuard no_grad;
   std::vector<int64_t> shape(image_shape.begin(), image_shape.end());
   shape.insert(shape.begin(), 1);
@@ -62,7 +64,7 @@ nlohmann::json ModelCost::to_json() const {
           {"latency_ms", latency_ms}, {"images_per_second", images_per_second}};
 }
 
-ModelCost measure_model_cost(const std::function<torch::Tensor(const torch::Tensor&)>& forward, torch::IntArrayRef image_shape,
+ModelCost measure_model_cost(const Forward& forward, torch::IntArrayRef image_shape,
                              int64_t parameters, int64_t file_bytes, int repeats) {
   torch::NoGradGuard no_grad;
   std::vector<int64_t> one(image_shape.begin(), image_shape.end()), batch = one;
@@ -81,10 +83,8 @@ ModelCost measure_model_cost(const std::function<torch::Tensor(const torch::Tens
 ModelCost measure_classifier_cost(nn::ClassifierImpl& model, torch::IntArrayRef image_shape, const std::string& file) {
   const bool was_training = model.is_training();
   model.eval();
-  int64_t parameters = 0;
-  for (const auto& p : model.parameters()) parameters += p.numel();
-  auto cost = measure_model_cost([&](const torch::Tensor& images) { return model.forward(images); }, image_shape, parameters,
-                                 file_size_or_zero(file));
+  auto cost = measure_model_cost([&](const torch::Tensor& images) { return model.forward(images); }, image_shape,
+                                 nn::count_parameters(model), file_size_or_zero(file));
   model.train(was_training);
   return cost;
 }

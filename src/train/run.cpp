@@ -360,13 +360,18 @@ void apply_thread_config(const Config& config) {
   if (threads > 0) set_compute_threads(static_cast<int>(threads));
 }
 
-std::string export_run_model(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const std::string& path) {
-  if (!nn::has_torchscript_export(spec)) {
+void export_and_measure_model(nlohmann::json& result, nn::ClassifierImpl& model, const nn::ModelSpec& spec, const std::string& run_dir,
+                              const std::string& torchscript_name, torch::IntArrayRef image_shape) {
+  std::string model_file = run_dir + "/checkpoint.pt";
+  if (nn::has_torchscript_export(spec)) {
+    model_file = run_dir + "/" + torchscript_name;
+    nn::export_torchscript(model, spec, model_file);
+    result["torchscript"] = torchscript_name;
+  } else {
     spdlog::info("no TorchScript export for a {} model; checkpoint.pt holds it", spec.kind);
-    return "";
+    result["torchscript"] = "";
   }
-  nn::export_torchscript(model, spec, path);
-  return std::filesystem::path(path).filename().string();
+  result["cost"] = measure_classifier_cost(model, image_shape, model_file).to_json();
 }
 
 RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requested) {
@@ -409,11 +414,7 @@ RunOutcome run_training(const Config& config, const std::atomic<bool>* stop_requ
                            {"parameters", outcome.num_parameters}};
   add_data_summary(result, run_data);
   result["misclassified"] = save_misclassified(*outcome.model, run_data.test, outcome.run_dir + "/misclassified.png");
-  result["torchscript"] = export_run_model(*outcome.model, spec, outcome.run_dir + "/model.ts.pt");
-  const auto image_shape = run_data.test.images.sizes().slice(1);
-  result["cost"] = measure_classifier_cost(*outcome.model, image_shape,
-                                           outcome.run_dir + (result["torchscript"] == "" ? "/checkpoint.pt" : "/model.ts.pt"))
-                       .to_json();
+  export_and_measure_model(result, *outcome.model, spec, outcome.run_dir, "model.ts.pt", run_data.test.images.sizes().slice(1));
   report::write_file_atomic(outcome.run_dir + "/result.json", result.dump(2));
   report::write_run_report(outcome.run_dir);
   return outcome;

@@ -41,6 +41,10 @@ class TorchScriptClassifierImpl : public ClassifierImpl {
   c10::IValue run(const torch::Tensor& images);
 };
 
+/// The logits in a TorchScript module's output: the tensor itself, or a dict's "logits" entry.
+/// InputError naming `source` for anything else. Teachers and students read outputs alike.
+torch::Tensor torchscript_logits(const c10::IValue& output, const std::string& source);
+
 /// The parameter name under which a TorchScript module's "a.b.weight" is registered ("a__b__weight":
 /// a torch::nn::Module name cannot hold '.').
 std::string torchscript_parameter_name(const std::string& name);

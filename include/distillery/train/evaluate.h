@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,12 @@ struct EvalResult {
   nlohmann::json to_json() const;
 };
 
-/// Logits of `model` on all images [N, C] in eval mode without autograd, batch by batch.
+/// A network as a function: images [B, C, H, W] (float, 0-1) -> logits [B, K].
+using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
+
+/// Logits of `forward` on all images [N, C, H, W] (uint8 or float) without autograd, batch by batch.
+torch::Tensor predict_logits(const Forward& forward, const torch::Tensor& images, int64_t batch_size = 1000);
+/// The same for `model`, in eval mode (its mode restored after).
 torch::Tensor predict_logits(nn::ClassifierImpl& model, const torch::Tensor& images, int64_t batch_size = 1000);
 
 /// Scores predictions (logits [N, C]) against labels [N].

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "distillery/nn/classifier.h"
+#include "distillery/train/evaluate.h"
 
 namespace distillery::train {
 
@@ -27,11 +28,11 @@ struct ModelCost {
 /// multiply-adds counted by LibTorch's profiler on one image (aten conv2d, mm, addmm, bmm,
 /// baddbmm), then latency at batch 1 and throughput at batch 64, each the median of `repeats`
 /// timed calls after warm-up, on the current threads, without gradients.
-ModelCost measure_model_cost(const std::function<torch::Tensor(const torch::Tensor&)>& forward, torch::IntArrayRef image_shape,
+ModelCost measure_model_cost(const Forward& forward, torch::IntArrayRef image_shape,
                              int64_t parameters, int64_t file_bytes, int repeats = 20);
 
 /// Multiply-adds of one forward pass on one image of `image_shape`, counted by LibTorch's profiler.
-double multiply_adds_per_image(const std::function<torch::Tensor(const torch::Tensor&)>& forward, torch::IntArrayRef image_shape);
+double multiply_adds_per_image(const Forward& forward, torch::IntArrayRef image_shape);
 
 /// The same for a classifier (eval mode during the measurement, restored after), with the size of
 /// the file at `file` (0 if there is none).

@@ -39,9 +39,12 @@ std::vector<std::string> write_run_data(const RunData& run_data, const std::stri
 
 nn::ModelSpec model_spec_from_config(const Config& config, const data::Dataset& like);
 
-/// Writes the trained model as TorchScript at `path` (nn/torchscript_export.h) when its
-/// architecture has an export; returns the file's name for result.json, or "" when it has none.
-std::string export_run_model(nn::ClassifierImpl& model, const nn::ModelSpec& spec, const std::string& path);
+/// The end of every run: writes the trained model as TorchScript at run_dir/`torchscript_name`
+/// (nn/torchscript_export.h) when its architecture has an export, and records in `result` that
+/// file's name ("torchscript", "" without one) and what the model costs to run ("cost",
+/// train/model_cost.h, on images of `image_shape`, with the size of the file that holds it).
+void export_and_measure_model(nlohmann::json& result, nn::ClassifierImpl& model, const nn::ModelSpec& spec, const std::string& run_dir,
+                              const std::string& torchscript_name, torch::IntArrayRef image_shape);
 
 /// run.dir/name, created, with the resolved config saved in it as config.yaml. When the folder
 /// already holds a checkpoint that run.resume would continue, its config.yaml must match `config`
